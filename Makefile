@@ -1,0 +1,37 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_SERVE := $(VENV)/.serve-installed
+STAMP_DEV := $(VENV)/.dev-installed
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=...)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP_SERVE): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[serve]"
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@ $(STAMP_SERVE)
+
+run: $(STAMP_SERVE)
+	$(BIN)/image-utility serve
+
+test: $(STAMP_DEV)
+	$(BIN)/ruff check app training tests bench
+	$(BIN)/python -m pytest
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check app training tests bench
+	$(BIN)/ruff format --check app training tests bench
+
+bench: $(STAMP_DEV)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,168 @@
+"""Image decoding and preprocessing: the one path shared by serving, scoring and training.
+
+Training imports :func:`preprocess_bytes` and the ONNX export writes the :class:`PreprocessSpec`
+into the model's metadata, so the service always prepares pixels exactly as training did.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Formats we accept. Everything else (EPS, PSD, ICO, SVG...) is refused before any parser runs;
+# EPS in particular would shell out to Ghostscript.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+CONTENT_TYPES = {
+    "image/jpeg": "JPEG",
+    "image/jpg": "JPEG",
+    "image/pjpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/bmp": "BMP",
+    "image/x-ms-bmp": "BMP",
+    "image/tiff": "TIFF",
+    "image/gif": "GIF",
+}
+_INTERPOLATION = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+# Our own max_pixels check runs first; Pillow's bomb guard stays as a second line of defence.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a readable image (400)."""
+
+
+class ImageTooLargeError(ValueError):
+    """The image declares more pixels than allowed (413)."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How raw pixels become the network input. Serialised into the ONNX metadata.
+
+    ``resize="shorter"`` scales the shorter side to ``size`` and centre-crops a square;
+    ``resize="stretch"`` scales the whole image to ``size`` x ``size``.
+    ``jpeg_draft`` lets libjpeg decode JPEGs at 1/2, 1/4 or 1/8 scale (DCT-domain) when the
+    result still covers ``size``; it changes pixels slightly, which is why training uses it too.
+    """
+
+    size: int = 224
+    resize: str = "shorter"
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    jpeg_draft: bool = True
+    layout: str = field(default="NCHW")
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"size must be >= 8, got {self.size}")
+        if self.resize not in ("shorter", "stretch"):
+            raise ValueError(f"resize must be 'shorter' or 'stretch', got {self.resize!r}")
+        if self.interpolation not in _INTERPOLATION:
+            raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std need 3 values, std > 0")
+        if self.layout != "NCHW":
+            raise ValueError("only NCHW layout is supported")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessSpec:
+        data = json.loads(text)
+        data["mean"] = tuple(data["mean"])
+        data["std"] = tuple(data["std"])
+        return cls(**data)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Open the header only and check the declared size; no pixel data is decoded yet."""
+    if not data:
+        raise ImageDecodeError("empty body: no image data")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError("image has too many pixels") from exc
+    except Image.DecompressionBombWarning as exc:
+        raise ImageTooLargeError("image has too many pixels") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError("not a supported image (JPEG, PNG, WebP, BMP, TIFF, GIF)") from exc
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageDecodeError("image has an empty dimension")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+        )
+    return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Scale high bit-depth greyscale to 8 bits instead of letting convert() clip it.
+        arr = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_image(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000) -> Image.Image:
+    """Decode to an upright RGB image: first frame, EXIF orientation, any mode to RGB."""
+    img = open_image(data, max_pixels)
+    try:
+        if spec.jpeg_draft and img.format in ("JPEG", "MPO"):
+            img.draft("RGB", (spec.size, spec.size))
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError("image data is truncated or corrupt") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError("image has too many pixels") from exc
+
+
+def _crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, float, float, float]:
+    if spec.resize == "stretch":
+        return (0.0, 0.0, float(width), float(height))
+    side = min(width, height)
+    left = (width - side) / 2.0
+    top = (height - side) / 2.0
+    return (left, top, left + side, top + side)
+
+
+def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """Resize (+ centre crop) and normalise an RGB image into a float32 CHW array."""
+    box = _crop_box(img.width, img.height, spec)
+    resized = img.resize((spec.size, spec.size), _INTERPOLATION[spec.interpolation], box=box)
+    arr = np.asarray(resized, dtype=np.float32) * np.float32(1.0 / 255.0)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    inv_std = np.float32(1.0) / np.asarray(spec.std, dtype=np.float32)
+    arr = (arr - mean) * inv_std
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def preprocess_bytes(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000) -> np.ndarray:
+    """Encoded image bytes -> network input (3, size, size) float32. Used by training too."""
+    return to_tensor(decode_image(data, spec, max_pixels), spec)

@@ -1,0 +1,102 @@
+"""All service settings in one place, read from ``UTILITY_*`` environment variables.
+
+Bad values stop the service at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+KNOWN_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "ROCMExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CoreMLExecutionProvider",
+    "DmlExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UTILITY_", extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=1, le=65535)
+    models_dir: Path = Path("models")
+    default_model: str | None = None
+    providers: Annotated[list[str], NoDecode] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per session; 0 = one per core")
+    instances: int = Field(1, ge=1, le=16, description="concurrent inference calls per model")
+    max_batch_size: int = Field(16, ge=1, le=1024)
+    max_wait_ms: float = Field(4.0, ge=0.0, le=1000.0)
+    queue_size: int = Field(256, ge=1, le=100_000)
+    request_timeout_s: float = Field(10.0, gt=0.0, le=600.0)
+    decode_workers: int = Field(0, ge=0, le=256, description="threads decoding images; 0 = one per core")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=1)
+    max_batch_items: int = Field(64, ge=1, le=10_000)
+    warmup: bool = True
+    log_level: str = "INFO"
+    log_json: bool = True
+    admin_token: str | None = Field(None, min_length=16, description="enables /admin routes when set")
+    gate_targets: dict[str, AnyHttpUrl] = {}
+    gate_timeout_s: float = Field(30.0, gt=0.0, le=600.0)
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one execution provider is needed")
+        unknown = [p for p in value if p not in KNOWN_PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown execution providers {unknown}; known: {', '.join(KNOWN_PROVIDERS)}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+        return level
+
+    @field_validator("gate_targets")
+    @classmethod
+    def _target_names(cls, value: dict[str, AnyHttpUrl]) -> dict[str, AnyHttpUrl]:
+        for name in value:
+            if not name or not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"gate target name {name!r} must be letters, digits, '-' or '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _queue_fits_batch(self) -> Settings:
+        if self.queue_size < self.max_batch_size:
+            raise ValueError("queue_size must be at least max_batch_size")
+        return self
+
+    @property
+    def cpu_count(self) -> int:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+    @property
+    def decode_threads(self) -> int:
+        return self.decode_workers or self.cpu_count
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
