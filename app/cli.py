@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("torch", "torchvision", "onnx", "pandas", "cv2", "skimage"):
-            sys.stderr.write(f"image-utility {name}: needs the training extras: pip install 'image-utility[train]' ({exc})\n")
+            sys.stderr.write(
+                f"image-utility {name}: needs the training extras: pip install 'image-utility[train]' ({exc})\n"
+            )
             return 2
         raise
     return int(module.main(rest) or 0)

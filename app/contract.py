@@ -80,9 +80,7 @@ class ModelContract:
 
 def latest_version_dir(model_dir: Path) -> Path:
     """The highest numeric version folder that holds a model.onnx (Triton's 'latest' policy)."""
-    versions = [
-        p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").is_file()
-    ]
+    versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").is_file()]
     if not versions:
         raise ContractError(f"{model_dir} has no <version>/model.onnx")
     return max(versions, key=lambda p: int(p.name))

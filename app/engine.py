@@ -38,7 +38,12 @@ def make_session(path: Path, providers: list[str], intra_op_threads: int = 0) ->
     opts.inter_op_num_threads = 1
     available = ort.get_available_providers()
     wanted = [p for p in providers if p in available] or ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
+    # A failed GPU provider makes onnxruntime print several native error lines; we say it once below.
+    ort.set_default_logger_severity(4)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
+    finally:
+        ort.set_default_logger_severity(2)
     in_use = session.get_providers()
     # onnxruntime-gpu lists CUDA as available even without a GPU and silently falls back:
     # the providers the session really uses are the only truth.

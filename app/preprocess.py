@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-# Formats we accept. Everything else (EPS, PSD, ICO, SVG...) is refused before any parser runs;
-# EPS in particular would shell out to Ghostscript.
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+# Formats we accept (JPEG includes multi-picture MPO files). Everything else (EPS, PSD, ICO,
+# SVG...) is refused before any parser runs; EPS in particular would shell out to Ghostscript.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 CONTENT_TYPES = {
     "image/jpeg": "JPEG",
     "image/jpg": "JPEG",
@@ -36,6 +36,7 @@ _INTERPOLATION = {
 }
 # Our own max_pixels check runs first; Pillow's bomb guard stays as a second line of defence.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.init()  # register every plugin now, so the formats= filter below can name them
 
 
 class ImageDecodeError(ValueError):
@@ -105,9 +106,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     if width < 1 or height < 1:
         raise ImageDecodeError("image has an empty dimension")
     if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
-        )
+        raise ImageTooLargeError(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}")
     return img
 
 
