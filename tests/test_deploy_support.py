@@ -32,7 +32,7 @@ BIN = Path(sys.executable).parent
 
 def need_tool(name: str, hint: str) -> str:
     """Path of a command-line tool: the venv's first, then PATH. Missing: a failure in CI, a skip elsewhere."""
-    found = shutil.which(name, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    found = shutil.which(name, path=os.pathsep.join([str(BIN), os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
     if found:
         return found
     message = f"{name} is not installed ({hint}); .ci/run installs it"
