@@ -191,7 +191,9 @@ def test_dashboard_and_rules_use_only_metrics_the_service_exports(prom: Prom):
     for path in RULES:
         for group in yaml.safe_load(path.read_text())["groups"]:
             used |= {name for rule in group["rules"] for name in metric_names(rule["expr"])}
-    print("\nmetrics the dashboard and rules use:", sorted(used))
+    adapter = yaml.safe_load((DOCKER / "k8s" / "prometheus-adapter" / "values.yaml").read_text())
+    used |= {name for rule in adapter["rules"]["custom"] for name in metric_names(rule["seriesQuery"])}
+    print("\nmetrics the dashboard, rules and the k8s HPA's adapter use:", sorted(used))
     assert used - {"up"}, "no service metric found in the dashboard"
     assert used <= exported, f"not exported by the service: {sorted(used - exported)}"
 
