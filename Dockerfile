@@ -7,7 +7,9 @@
 # onnxruntime-gpu 1.27 and later are built for CUDA 13.x + cuDNN 9.x (1.31.1: build_and_package_info.cuda_version
 # '13.0', NEEDED libcublas.so.13 libcudart.so.13 libcurand.so.10, cuDNN 9 loaded at run time), so the gpu base is
 # NVIDIA's CUDA 13.0 runtime image with cuDNN 9; it needs an NVIDIA driver >= 580 on the host. For an older driver,
-# see docs/deploy.md (CUDA 12 build: onnxruntime-gpu 1.26 on a CUDA 12.x cuDNN 9 base).
+# build for CUDA 12 (onnxruntime-gpu 1.26, the last CUDA 12 + cuDNN 9 build; docs/deploy.md):
+#   docker build --target gpu --build-arg CUDA_IMAGE=nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04 \
+#     --build-arg GPU_REQUIREMENTS=requirements-gpu-cuda12.txt -t image-utility:gpu-cuda12 .
 #
 # Versions are pinned: base images by tag below; every Python distribution by docker/requirements-{cpu,gpu}.txt
 # and the build backend by docker/requirements-build.txt (all written by `python docker/lock.py`).
@@ -56,6 +58,7 @@ LABEL org.opencontainers.image.title="image-utility (cpu)" \
 # ---------------------------------------------------------------- gpu: build the virtual environment
 # Same Ubuntu release as the CUDA image, so the venv's python3.12 is the one the runtime stage installs.
 FROM ${UBUNTU_IMAGE} AS gpu-build
+ARG GPU_REQUIREMENTS=requirements-gpu.txt
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -63,7 +66,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3.12=3.12.3-* python3.12-venv=3.12.3-* \
  && rm -rf /var/lib/apt/lists/*
-COPY docker/requirements-gpu.txt docker/requirements-build.txt /tmp/
+COPY docker/${GPU_REQUIREMENTS} /tmp/requirements-gpu.txt
+COPY docker/requirements-build.txt /tmp/
 RUN python3.12 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-deps --only-binary=:all: -r /tmp/requirements-gpu.txt
 COPY pyproject.toml README.md /src/

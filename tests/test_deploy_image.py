@@ -59,7 +59,7 @@ def test_runtime_stage_is_lean_non_root_and_self_checking(target: str):
     assert "8000" in st.all("EXPOSE")
 
 
-@pytest.mark.parametrize("target", RUNTIME_TARGETS)
+@pytest.mark.parametrize("target", [*RUNTIME_TARGETS, "gpu-cuda12"])
 def test_requirement_pins_cover_the_serve_extra_and_have_no_torch(target: str):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = (DOCKER / f"requirements-{target}.txt").read_text().splitlines()
@@ -83,6 +83,8 @@ def test_requirement_pins_cover_the_serve_extra_and_have_no_torch(target: str):
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} breaks {spec}"
         for extra in req.extras:  # uvicorn[standard]: its extra's packages are pinned too
             assert extra == "standard" and {"uvloop", "httptools", "websockets", "watchfiles"} <= set(pins)
+    if target == "gpu-cuda12":  # the last CUDA 12 + cuDNN 9 build, for drivers older than CUDA 13 needs
+        assert Requirement("x<1.27").specifier.contains(pins["onnxruntime-gpu"])
     build = (DOCKER / "requirements-build.txt").read_text()
     backend = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
     for spec in backend:
@@ -133,8 +135,9 @@ def test_every_copy_source_is_in_the_build_context():
         for st in parse_dockerfile()[1]
         for args in st.all("COPY")
         if not args.startswith("--from=")
-        for src in args.split()[:-1]
+        for src in st.expand(args).split()[:-1]
     ]
+    assert ("gpu-build", "docker/requirements-gpu.txt") in sources  # ${GPU_REQUIREMENTS}'s default
     assert ("cpu", "models") in sources and ("gpu", "models") in sources
     models_shipped = any(p.startswith("models/") for p in sent)
     for name, src in sources:

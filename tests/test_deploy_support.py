@@ -61,6 +61,11 @@ class Stage:
         found = self.all(keyword)
         return found[-1] if found else None
 
+    def expand(self, text: str) -> str:
+        """${NAME} replaced by the default of the stage's ARG NAME=default."""
+        defaults = dict(a.partition("=")[::2] for a in self.all("ARG"))
+        return re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m.group(1), m.group(0)), text)
+
     def env(self) -> dict[str, str]:
         """ENV key=value pairs in order ($PATH-style references are left as written)."""
         out: dict[str, str] = {}
