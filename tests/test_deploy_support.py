@@ -170,7 +170,8 @@ def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None =
     last: object = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
+            log = getattr(proc, "log_path", None)
+            out = log.read_text(errors="replace") if log else ""
             raise AssertionError(f"{what}: the process exited with {proc.returncode}:\n{out[-3000:]}")
         try:
             last = check()
@@ -184,7 +185,11 @@ def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None =
 
 @contextlib.contextmanager
 def running(cmd: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """A process whose output goes to a file in cwd (a pipe nobody reads would fill and block its logging)."""
+    log_path = cwd / f"{Path(cmd[0]).name}-{time.monotonic_ns()}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log_path = log_path  # type: ignore[attr-defined]
     try:
         yield proc
     finally:
@@ -195,8 +200,6 @@ def running(cmd: list[str], env: dict[str, str], cwd: Path) -> Iterator[subproce
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 @contextlib.contextmanager
