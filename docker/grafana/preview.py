@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     client = httpx.Client(base_url=args.prometheus, timeout=30)
     for panel in dash["panels"]:
         g = panel["gridPos"]
-        left, w = g["x"] / COLS + 0.006, g["w"] / COLS - 0.012
+        pad = 0.035 if panel["type"] == "timeseries" else 0.006  # room for the y tick labels
+        left, w = g["x"] / COLS + pad, g["w"] / COLS - pad - 0.008
         top = 1 - (0.6 + g["y"] * ROW_PX) / height
         h = g["h"] * ROW_PX / height - 0.045
         ax = fig.add_axes((left, top - h, w, h), facecolor="#181b1f")
