@@ -50,6 +50,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("x-upstream", "yes")
+            self.send_header("set-cookie", "a=1")
+            self.send_header("set-cookie", "b=2")
+            self.send_header("connection", "keep-alive, x-private")
+            self.send_header("x-private", "hop-by-hop")
             self.send_header("content-length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)
@@ -115,6 +119,7 @@ async def test_only_useful_images_reach_the_upstream(models_dir: Path, upstream:
         for r in answers[:3]:
             assert r.status_code == 200, r.text
             assert r.json()["labels"] == ["cat"] and r.headers["x-upstream"] == "yes"
+            assert r.headers.get_list("set-cookie") == ["a=1", "b=2"] and "x-private" not in r.headers
             assert r.headers["x-utility-verdict"].startswith("useful; p=")
             assert "model=tiny/test-1" in r.headers["x-utility-verdict"]
         for r in answers[3:]:

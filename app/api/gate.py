@@ -152,10 +152,17 @@ async def forward(client: httpx.AsyncClient, request: Request, url: httpx.URL, b
         log.warning("gate %s: upstream unreachable: %s", target, exc, extra={"target": target})
         return _problem(502, f"upstream {target!r} could not be reached", target, "upstream_error")
     metrics.GATE_REQUESTS.labels(target, "forwarded").inc()
-    headers = {k: v for k, v in answer.headers.multi_items() if k.lower() not in DROP_RESPONSE}
-    return StreamingResponse(
-        answer.aiter_raw(), status_code=answer.status_code, headers=headers, background=BackgroundTask(answer.aclose)
+    response = StreamingResponse(
+        answer.aiter_raw(), status_code=answer.status_code, background=BackgroundTask(answer.aclose)
     )
+    response.raw_headers = response_headers(answer.headers)
+    return response
+
+
+def response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+    """The upstream's headers, repeated ones kept, less hop-by-hop ones and those we set ourselves."""
+    named = {t.strip().lower() for t in headers.get("connection", "").split(",")}  # hop-by-hop by RFC 9110 7.6.1
+    return [(k, v) for k, v in headers.raw if k.decode("latin-1").lower() not in DROP_RESPONSE | named]
 
 
 @router.post(
