@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import admin, errors, system, utility
+from app.api import admin, errors, gate, system, utility
 from app.inference import Assessor
 from app.middleware import RequestContextMiddleware
 from app.registry import ModelRegistry
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(utility.router)
     app.include_router(system.router)
+    app.include_router(gate.router)
     if settings.admin_token:
         app.include_router(admin.router)
     errors.install(app)
