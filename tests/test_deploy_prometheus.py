@@ -21,6 +21,7 @@ from test_deploy_support import DOCKER, free_port, image_entry_command, need_too
 
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "image-utility.json"
 RULES = sorted((DOCKER / "prometheus").glob("*.yml"))
+JPEG = {"content-type": "image/jpeg"}
 CONTRACT = (
     "utility_requests_total",
     "utility_request_duration_seconds_bucket",
@@ -30,6 +31,7 @@ CONTRACT = (
     "utility_queue_depth",
     "utility_predictions_total",
     "utility_model_info",
+    "utility_gate_requests_total",
 )
 
 
@@ -67,7 +69,7 @@ class Prom:
         return body["data"]
 
 
-def traffic(base: str, red: int, blue: int) -> None:
+def traffic(base: str, red: int, blue: int, gate: bool = False) -> None:
     for color, n in ((RED, red), (BLUE, blue)):
         for _ in range(n):
             r = httpx.post(f"{base}/utility", files={"file": ("x.jpg", image_bytes(color), "image/jpeg")}, timeout=10)
@@ -76,6 +78,11 @@ def traffic(base: str, red: int, blue: int) -> None:
     assert httpx.post(f"{base}/utility/batch", files=files, timeout=10).status_code == 200
     bad = httpx.post(f"{base}/utility", content=b"not an image", headers={"content-type": "image/jpeg"}, timeout=10)
     assert 400 <= bad.status_code < 500
+    if gate:  # the service itself as the upstream (UTILITY_GATE_TARGETS in the fixture): one forwarded, one blocked
+        forwarded = httpx.post(f"{base}/gate/self/readyz", content=image_bytes(RED), headers=JPEG, timeout=10)
+        assert forwarded.status_code == 405 and forwarded.headers["x-utility-verdict"], forwarded.text  # GET-only
+        blocked = httpx.post(f"{base}/gate/self/readyz", content=image_bytes(BLUE), headers=JPEG, timeout=10)
+        assert blocked.status_code == 422, blocked.text
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +91,9 @@ def prom(tmp_path_factory) -> Iterator[Prom]:
     tmp = tmp_path_factory.mktemp("prom")
     models = tmp / "models"
     make_tiny_model(models, "tiny")
-    with image_entry_command(models, tmp) as (service, _env):
-        service_port = int(service.rsplit(":", 1)[1])
+    service_port = free_port()
+    gate = json.dumps({"self": f"http://127.0.0.1:{service_port}"})
+    with image_entry_command(models, tmp, port=service_port, UTILITY_GATE_TARGETS=gate) as (service, _env):
         prom_port = free_port()
         config = tmp / "prometheus.yml"
         config.write_text(yaml.safe_dump(loopback_config(service_port, prom_port), sort_keys=False))
@@ -102,7 +110,7 @@ def prom(tmp_path_factory) -> Iterator[Prom]:
             p = Prom(base, service)
             # A first scrape, then traffic, then two more scrapes: rates over the traffic are defined and > 0.
             wait_until(lambda: p.query('up{job="utility"} == 1'), 30, "first scrape of the service", proc)
-            traffic(service, red=6, blue=4)
+            traffic(service, red=6, blue=4, gate=True)
             wait_until(lambda: p.query('count_over_time(up{job="utility"}[1m]) >= 3'), 30, "two more scrapes", proc)
             time.sleep(0.5)
             yield p
@@ -130,9 +138,12 @@ def test_prometheus_scrapes_the_service(prom: Prom):
     verdicts = prom.query("sum by (model, label) (utility_predictions_total)")
     print("sum by (model, label) (utility_predictions_total) ->", json.dumps(verdicts))
     counts = {r["metric"]["label"]: float(r["value"][1]) for r in verdicts}
-    assert counts == {"useful": 6 + 4, "non-useful": 4}  # 6 red + 4 red in the batch, 4 blue
+    assert counts == {"useful": 6 + 4 + 1, "non-useful": 4 + 1}  # 6 red, 4 red in the batch, 4 blue; the gate's 2
     info = prom.query("utility_model_info")
     print("utility_model_info ->", json.dumps(info))
+    gate = prom.query("sum by (target, outcome) (utility_gate_requests_total)")
+    print("sum by (target, outcome) (utility_gate_requests_total) ->", json.dumps(gate))
+    assert {r["metric"]["outcome"]: r["value"][1] for r in gate} == {"forwarded": "1", "blocked": "1"}
     assert info[0]["metric"]["provider"] == "CPUExecutionProvider" and info[0]["metric"]["model"] == "tiny"
 
 

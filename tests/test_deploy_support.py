@@ -203,13 +203,18 @@ def running(cmd: list[str], env: dict[str, str], cwd: Path) -> Iterator[subproce
 
 
 @contextlib.contextmanager
-def image_entry_command(models_dir: Path, tmp_path: Path, target: str = "cpu") -> Iterator[tuple[str, dict[str, str]]]:
-    """The image's ENTRYPOINT + CMD, with its ENV, started outside Docker on 127.0.0.1; yields (base URL, env)."""
+def image_entry_command(
+    models_dir: Path, tmp_path: Path, target: str = "cpu", port: int | None = None, **settings: str
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """The image's ENTRYPOINT + CMD, with its ENV, started outside Docker on 127.0.0.1; yields (base URL, env).
+
+    ``settings`` are further UTILITY_* variables, as `docker run -e` or compose's `environment` would give.
+    """
     st = stage(target)
     argv = st.exec_form("ENTRYPOINT") + st.exec_form("CMD")
-    port = free_port()
+    port = port or free_port()
     # The container binds 0.0.0.0 on its own network; here the address is loopback and the port a free one.
-    env = container_env(st, console_script_dir(tmp_path), UTILITY_HOST="127.0.0.1", UTILITY_PORT=str(port))
+    env = container_env(st, console_script_dir(tmp_path), UTILITY_HOST="127.0.0.1", UTILITY_PORT=str(port), **settings)
     env["UTILITY_MODELS_DIR"] = str(models_dir)  # the image's /models, here a folder with a real tiny model
     exe = shutil.which(argv[0], path=env["PATH"])
     assert exe, f"{argv[0]} not found on the image's PATH"
