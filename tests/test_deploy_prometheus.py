@@ -8,6 +8,7 @@ rules are then run against it, and `promtool` checks the config, the rules and t
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from test_deploy_support import DOCKER, free_port, image_entry_command, need_too
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "image-utility.json"
 RULES = sorted((DOCKER / "prometheus").glob("*.yml"))
 JPEG = {"content-type": "image/jpeg"}
+WAVES = 2  # of traffic(red=3, blue=2, gate=True), each after a scrape
 CONTRACT = (
     "utility_requests_total",
     "utility_request_duration_seconds_bucket",
@@ -62,6 +64,12 @@ class Prom:
         body = r.json()
         assert r.status_code == 200 and body["status"] == "success", f"{expr}: {body}"
         return body["data"]["result"]
+
+    def scraped_after(self, t: float) -> float | None:
+        """The time of the utility job's last successful scrape, if it is later than t."""
+        found = self.query('timestamp(up{job="utility"} == 1)')
+        last = float(found[0]["value"][1]) if found else 0.0
+        return last if last > t else None
 
     def get(self, path: str, **params) -> object:
         body = httpx.get(f"{self.base}{path}", params=params, timeout=10).json()
@@ -108,11 +116,14 @@ def prom(tmp_path_factory) -> Iterator[Prom]:
         with running(cmd, env={"PATH": "/usr/bin:/bin"}, cwd=tmp) as proc:
             wait_until(lambda: httpx.get(f"{base}/-/ready", timeout=1).status_code == 200, 60, "prometheus", proc)
             p = Prom(base, service)
-            # A first scrape, then traffic, then two more scrapes: rates over the traffic are defined and > 0.
-            wait_until(lambda: p.query('up{job="utility"} == 1'), 30, "first scrape of the service", proc)
-            traffic(service, red=6, blue=4, gate=True)
-            wait_until(lambda: p.query('count_over_time(up{job="utility"}[1m]) >= 3'), 30, "two more scrapes", proc)
-            time.sleep(0.5)
+            # Scrape, traffic, scrape, traffic, scrape: every series the traffic creates has two samples apart
+            # from each other, so the dashboard's rates and ratios are numbers, not 0/0.
+            last = 0.0
+            for wave in range(WAVES + 1):
+                last = wait_until(lambda t=last: p.scraped_after(t), 30, f"scrape {wave + 1} of the service", proc)
+                if wave < WAVES:
+                    traffic(service, red=3, blue=2, gate=True)
+            time.sleep(0.2)
             yield p
 
 
@@ -138,12 +149,13 @@ def test_prometheus_scrapes_the_service(prom: Prom):
     verdicts = prom.query("sum by (model, label) (utility_predictions_total)")
     print("sum by (model, label) (utility_predictions_total) ->", json.dumps(verdicts))
     counts = {r["metric"]["label"]: float(r["value"][1]) for r in verdicts}
-    assert counts == {"useful": 6 + 4 + 1, "non-useful": 4 + 1}  # 6 red, 4 red in the batch, 4 blue; the gate's 2
+    # Each wave: 3 red, 4 red in the batch, 2 blue, and the gate's red and blue.
+    assert counts == {"useful": WAVES * (3 + 4 + 1), "non-useful": WAVES * (2 + 1)}
     info = prom.query("utility_model_info")
     print("utility_model_info ->", json.dumps(info))
     gate = prom.query("sum by (target, outcome) (utility_gate_requests_total)")
     print("sum by (target, outcome) (utility_gate_requests_total) ->", json.dumps(gate))
-    assert {r["metric"]["outcome"]: r["value"][1] for r in gate} == {"forwarded": "1", "blocked": "1"}
+    assert {r["metric"]["outcome"]: float(r["value"][1]) for r in gate} == {"forwarded": WAVES, "blocked": WAVES}
     assert info[0]["metric"]["provider"] == "CPUExecutionProvider" and info[0]["metric"]["model"] == "tiny"
 
 
@@ -177,6 +189,8 @@ def test_dashboard_query_returns_data(prom: Prom, title: str, expr: str):
     result = prom.query(grafana_to_promql(expr))
     print(f"\n{title}: {grafana_to_promql(expr)}\n  -> {json.dumps(result)}")
     assert result, f"{title}: no data for {expr}"
+    for series in result:  # numbers: no 0/0 from a query that divides the wrong things
+        assert math.isfinite(float(series["value"][1])), f"{title}: {series}"
 
 
 def test_dashboard_variable_lists_the_models(prom: Prom):
