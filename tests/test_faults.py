@@ -238,3 +238,31 @@ def test_sighup_reloads_every_model_and_a_failed_reload_keeps_the_old_one(tmp_pa
         proc.terminate()
         logs = proc.communicate(timeout=30)[0]
     assert any("reload of tiny failed, old model kept" in r["msg"] for r in json_logs(logs))
+
+
+# ---- overload, fast and bounded (the full figures come from bench/overload.py) ----
+
+
+def test_open_loop_overload_gets_only_200_and_429_and_service_is_back_right_after(tmp_path: Path):
+    from bench.overload import Service, open_loop, probe
+
+    make_tiny_model(tmp_path, "slow", slow_matmuls=20)  # ~100 ms per batch of 4: at most ~40 images/s
+    queue, batch = 8, 4
+    svc = Service(tmp_path, tmp_path / "server.log", UTILITY_QUEUE_SIZE=str(queue), UTILITY_MAX_BATCH_SIZE=str(batch))
+    try:
+        svc.wait_ready(60)
+        rss_before = svc.rss_mb()
+        body = image_bytes(RED, size=(320, 240))
+        result = asyncio.run(open_loop(f"{svc.base}/utility", [body], rate=100, seconds=2.0, timeout=20))
+        assert set(result["statuses"]) <= {"200", "429"}, result
+        assert result["statuses"].get("429", 0) > 0 and result["statuses"].get("200", 0) > 0, result
+        assert result["retry_after_missing"] == 0
+        # admitted requests waited behind at most `queue` inputs: never up to the 10 s timeout (no 504 above).
+        # (On 2 shared cores the client, the event loop and other jobs add to this; bench/overload.py measures.)
+        assert result["admitted_latency"]["p99_ms"] < 10_000, result
+        after = asyncio.run(probe(svc.base, body, n=5))
+        assert after["readyz"] == 200 and after["statuses"] == {"200": 5}
+        assert svc.rss_mb() < rss_before + 100
+    finally:
+        assert svc.stop() in (0, -signal.SIGTERM)
+    assert '"level": "ERROR"' not in (tmp_path / "server.log").read_text()
