@@ -79,6 +79,10 @@ class Batcher:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def full(self) -> bool:
+        return self._queue.full()
+
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._run(), name=f"batcher-{i}") for i in range(self._instances)]
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from app import metrics
+from app.batcher import QueueFullError
 from app.engine import Prediction
 from app.preprocess import preprocess_bytes
 from app.registry import ModelRegistry, ServedModel
@@ -49,6 +50,8 @@ class Assessor:
 
     async def assess(self, data: bytes, served: ServedModel, threshold: float) -> Verdict:
         model = served.model
+        if served.batcher.full:  # refuse before spending decode time on a request that cannot be queued
+            raise QueueFullError("inference queue is full")
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         x = await loop.run_in_executor(self._pool, preprocess_bytes, data, model.spec, self.max_pixels)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -14,6 +16,26 @@ from app.registry import ModelRegistry
 from app.settings import Settings, get_settings
 
 
+def on_sighup(action: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    """Run ``action`` on SIGHUP (reload the models, as nginx re-reads its config); returns the undo.
+
+    A no-op where the signal cannot be caught here (not the main thread, or no SIGHUP).
+    """
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task] = set()
+
+    def fire() -> None:
+        task = loop.create_task(action())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, fire)
+    except (AttributeError, NotImplementedError, RuntimeError, ValueError):
+        return lambda: None
+    return lambda: loop.remove_signal_handler(signal.SIGHUP)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -23,9 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = registry
         app.state.assessor = Assessor(registry, settings.decode_threads)
         await registry.load_all()
+        undo_sighup = on_sighup(registry.reload_all)
         try:
             yield
         finally:
+            undo_sighup()
             await registry.close()
             app.state.assessor.close()
 

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps
 
 # Formats we accept (JPEG includes multi-picture MPO files). Everything else (EPS, PSD, ICO,
 # SVG...) is refused before any parser runs; EPS in particular would shell out to Ghostscript.
@@ -100,7 +100,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageTooLargeError("image has too many pixels") from exc
     except Image.DecompressionBombWarning as exc:
         raise ImageTooLargeError("image has too many pixels") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # UnidentifiedImageError, OSError, SyntaxError, struct.error...: hostile bytes
         raise ImageDecodeError("not a supported image (JPEG, PNG, WebP, BMP, TIFF, GIF)") from exc
     width, height = img.size
     if width < 1 or height < 1:
@@ -115,7 +115,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # Scale high bit-depth greyscale to 8 bits instead of letting convert() clip it.
-        arr = np.asarray(img, dtype=np.float32)
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=65535.0, neginf=0.0)
         peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         arr = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
@@ -136,10 +136,10 @@ def decode_image(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000
         img.load()
         img = ImageOps.exif_transpose(img)
         return _to_rgb(img)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageDecodeError("image data is truncated or corrupt") from exc
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError("image has too many pixels") from exc
+    except Exception as exc:  # Pillow's decoders raise OSError, ValueError, TypeError... on hostile bytes
+        raise ImageDecodeError("image data is truncated or corrupt") from exc
 
 
 def _crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, float, float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,12 @@ class ModelRegistry:
                 metrics.MODEL_INFO.remove(name, old.model.version, old.model.provider)
             await old.batcher.stop()
         return fresh
+
+    async def reload_all(self) -> None:
+        """Reload every model folder (SIGHUP); a model whose reload fails keeps its old version."""
+        for folder in find_model_dirs(self.settings.models_dir):
+            with contextlib.suppress(ReloadError):  # logged by reload()
+                await self.reload(folder.name)
 
     async def close(self) -> None:
         await asyncio.gather(*(m.batcher.stop() for m in self.models.values()))

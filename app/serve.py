@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
-        limit_concurrency=settings.queue_size * 4,
+        # a backstop far above the queue: a small queue must answer 429 from the app, not uvicorn's bare 503
+        limit_concurrency=max(1024, settings.queue_size * 4),
     )
     return 0

@@ -83,7 +83,7 @@ def install(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", None)
         if status_for(exc)[0] == 500:
-            log.error("request %s failed", request_id, exc_info=exc)
+            log.error("request %s failed", request_id, exc_info=exc, extra={"request_id": request_id})
         return error_response(exc, request_id)
 
     for cls in (*STATUS, Exception):
