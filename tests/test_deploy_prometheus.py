@@ -67,8 +67,10 @@ class Prom:
 
     def scraped_after(self, t: float) -> float | None:
         """The time of the utility job's last successful scrape, if it is later than t."""
-        found = self.query('timestamp(up{job="utility"} == 1)')
-        last = float(found[0]["value"][1]) if found else 0.0
+        up = self.query('up{job="utility"}')
+        # timestamp() of a plain selector is the sample's (the scrape's start); of `up == 1` it would be "now"
+        found = self.query('timestamp(up{job="utility"})')
+        last = float(found[0]["value"][1]) if found and up and up[0]["value"][1] == "1" else 0.0
         return last if last > t else None
 
     def get(self, path: str, **params) -> object:
@@ -118,11 +120,13 @@ def prom(tmp_path_factory) -> Iterator[Prom]:
             p = Prom(base, service)
             # Scrape, traffic, scrape, traffic, scrape: every series the traffic creates has two samples apart
             # from each other, so the dashboard's rates and ratios are numbers, not 0/0.
-            last = 0.0
+            done = 0.0
             for wave in range(WAVES + 1):
-                last = wait_until(lambda t=last: p.scraped_after(t), 30, f"scrape {wave + 1} of the service", proc)
+                # a scrape that started after the last wave ended (same clock: Prometheus runs on this machine)
+                wait_until(lambda t=done: p.scraped_after(t), 30, f"scrape {wave + 1} of the service", proc)
                 if wave < WAVES:
                     traffic(service, red=3, blue=2, gate=True)
+                    done = time.time()
             time.sleep(0.2)
             yield p
 
