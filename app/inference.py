@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from app import metrics
-from app.batcher import QueueFullError
+from app.batcher import BatcherClosedError, QueueFullError
 from app.engine import Prediction
 from app.preprocess import preprocess_bytes
 from app.registry import ModelRegistry, ServedModel
@@ -49,6 +49,16 @@ class Assessor:
         return self.registry.get(name)
 
     async def assess(self, data: bytes, served: ServedModel, threshold: float) -> Verdict:
+        try:
+            return await self._assess(data, served, threshold)
+        except BatcherClosedError:
+            # A reload swapped the model while this request was decoding: serve it on the new one.
+            current = self.registry.models.get(served.name)
+            if current is None or current is served:
+                raise
+            return await self._assess(data, current, threshold)
+
+    async def _assess(self, data: bytes, served: ServedModel, threshold: float) -> Verdict:
         model = served.model
         if served.batcher.full:  # refuse before spending decode time on a request that cannot be queued
             raise QueueFullError("inference queue is full")
