@@ -175,3 +175,12 @@ def test_kill_9_then_resume_gives_the_same_manifest(tmp_path: Path) -> None:
     astronaut = df[df["source"] == "astronaut.png"]
     assert astronaut["haar-face.valid"].all() and (astronaut["haar-face.ref"] == "face").all()
     assert (astronaut["n_voters"] == 1).all()
+
+
+def test_sources_whose_outputs_would_collide_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(data.coffee()).save(folder / "a.jpg")
+    Image.fromarray(data.coffee()).save(folder / "a.png")
+    assert cli(["label", str(folder), "--out", str(tmp_path / "out"), "--labelers", "efficientnet-lite0"]) == 2
+    assert not (tmp_path / "out").exists()

@@ -114,3 +114,13 @@ def test_manifest_rows_recompute_from_facts() -> None:
     assert df.loc[0, "a.f"] == pytest.approx((0.7 - 0.5) / (1 - (0.8 - 0.5)))
     assert df.loc[0, "utility"] == pytest.approx((df.loc[0, "a.f"] + df.loc[0, "b.f"]) / 2)
     assert df["b.u"].isna().iloc[1]
+
+
+def test_wnid_ground_truth_from_file_name_or_class_folder() -> None:
+    from training.groundtruth import GroundTruthError, ImagenetWnid
+
+    truth = ImagenetWnid()
+    assert truth.class_of("n01440764_tench.JPEG") == 0
+    assert truth.class_of("val/n15075141/ILSVRC2012_val_00000001.JPEG") == 999
+    with pytest.raises(GroundTruthError, match="wnid"):
+        truth.class_of("astronaut.png")

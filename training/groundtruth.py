@@ -24,15 +24,16 @@ class GroundTruthError(ValueError):
 
 @dataclass(frozen=True)
 class ImagenetWnid:
-    """The class index of the first ImageNet wnid found in a source's file name."""
+    """The class index of the last ImageNet wnid in a source's path: ``n01440764_tench.JPEG`` and the
+    class-folder layout ``n01440764/ILSVRC2012_val_00000293.JPEG`` both work."""
 
     kind: str = "imagenet-wnid"
 
     def class_of(self, source: str) -> int:
-        for match in _WNID.finditer(Path(source).name):
+        for match in reversed(list(_WNID.finditer(source))):
             if match.group(0) in WNID_INDEX:
                 return WNID_INDEX[match.group(0)]
-        raise GroundTruthError(f"{source}: no ImageNet-1k wnid (n########) in the file name")
+        raise GroundTruthError(f"{source}: no ImageNet-1k wnid (n########) in its path")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,12 @@ def plan_sources(args: argparse.Namespace, settings: dict[str, Any]) -> list[tup
     sources = list_sources(args.images_dir, args.limit)
     if not sources:
         raise ValueError(f"no images in {args.images_dir}")
+    stems: dict[str, str] = {}
+    for source in sources:
+        stem = source.rsplit(".", 1)[0]
+        if stem in stems:
+            raise ValueError(f"{stems[stem]} and {source} would share their distorted images' names; rename one")
+        stems[stem] = source
     splits = assign_splits(sources, settings["seed"], settings["test_fraction"])
     return [(s, splits[s]) for s in sources if settings["only_split"] in (None, splits[s])]
 
