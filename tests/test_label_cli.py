@@ -184,3 +184,10 @@ def test_sources_whose_outputs_would_collide_are_refused(tmp_path: Path) -> None
     Image.fromarray(data.coffee()).save(folder / "a.png")
     assert cli(["label", str(folder), "--out", str(tmp_path / "out"), "--labelers", "efficientnet-lite0"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_fails_clearly(tmp_path: Path, caplog) -> None:
+    folder = write_photos(tmp_path / "photos", {"coffee.jpg": data.coffee}, 64)
+    assert cli(["label", str(folder), "--out", str(tmp_path / "out"), "--device", "cuda"]) == 2
+    assert "no CUDA device" in caplog.text

@@ -38,7 +38,17 @@ def plan_sources(args: argparse.Namespace, settings: dict[str, Any]) -> list[tup
     return [(s, splits[s]) for s in sources if settings["only_split"] in (None, splits[s])]
 
 
+def check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+
+
 def run(args: argparse.Namespace, settings: dict[str, Any], shard: tuple[int, int]) -> int:
+    check_device(args.device)
     truth = load_ground_truth(settings["ground_truth"])
     sources = plan_sources(args, settings)
     if isinstance(truth, ImagenetWnid):
