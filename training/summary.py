@@ -11,12 +11,27 @@ import pandas as pd
 def label_counts(df: pd.DataFrame, column: str = "label") -> pd.DataFrame:
     """Rows per (distortion, level, param) with the count of useful, non-useful and dropped."""
     names = df[column].map({1: "useful", 0: "non-useful"}).fillna("dropped")
+    names[df["n_voters"] == 0] = "no reference"
     table = pd.crosstab([df["distortion"], df["level"], df["param"]], names)
-    for col in ("useful", "non-useful", "dropped"):
+    columns = ["useful", "non-useful", "dropped", "no reference"]
+    for col in columns:
         if col not in table:
             table[col] = 0
-    table = table[["useful", "non-useful", "dropped"]]
-    table["useful %"] = (100 * table["useful"] / table.sum(axis=1)).round(1)
+    table = table[columns]
+    labelled = table["useful"] + table["non-useful"]
+    table["useful % of labelled"] = (100 * table["useful"] / labelled.where(labelled > 0)).round(1)
+    return table
+
+
+def labeler_levels(df: pd.DataFrame, labelers: list[str]) -> pd.DataFrame:
+    """Per level, each labeler's useful / non-useful rows in % of the rows whose source counts for it."""
+    keys = ["distortion", "level", "param"]
+    table = df[keys].drop_duplicates().set_index(keys).sort_index()
+    for name in labelers:
+        valid = df[df[f"{name}.valid"].astype(bool)]
+        grouped = valid.groupby(keys)[f"{name}.u"]
+        table[f"{name} useful %"] = (100 * grouped.apply(lambda u: (u == 1).mean())).round(1)
+        table[f"{name} non-useful %"] = (100 * grouped.apply(lambda u: (u == 0).mean())).round(1)
     return table
 
 
@@ -73,6 +88,7 @@ def summarize(df: pd.DataFrame, labelers: list[str]) -> dict[str, Any]:
         "labels": label_counts(df),
         "labels_paper": label_counts(df, "label_paper"),
         "labelers": labeler_rates(df, labelers),
+        "labeler_levels": labeler_levels(df, labelers),
         "agreement": agreement(df, labelers),
         "split": df.drop_duplicates("source")["split"].value_counts().to_dict(),
     }
@@ -99,6 +115,8 @@ def to_markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         "",
         "## Combined labels per level",
         "",
+        "'dropped': the labelers that count disagree or are in the band; 'no reference': no labeler counts.",
+        "",
         markdown_table(summary["labels"]),
         "",
         "## Combined labels per level under the paper's rule (T_H, T_L)",
@@ -108,6 +126,10 @@ def to_markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         "## Per-labeler utility rates (rows whose source counts for the labeler)",
         "",
         markdown_table(summary["labelers"]),
+        "",
+        "## Per-labeler utility per level (% of the rows whose source counts for it; the rest is dropped)",
+        "",
+        markdown_table(summary["labeler_levels"]),
         "",
         "## Agreement between labelers",
         "",
