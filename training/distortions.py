@@ -67,7 +67,7 @@ DISTORTIONS: dict[str, Distortion] = {
         Distortion("jpeg", "quality", (50, 30, 20, 15, 10, 8, 6, 4, 2), jpeg, "jpg"),
         Distortion("blur", "sigma", (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), gaussian_blur, "png"),
         Distortion("noise", "sigma", (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 80.0, 100.0, 130.0), gaussian_noise, "png"),
-        Distortion("downscale", "factor", (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0), downscale, "png"),
+        Distortion("downscale", "factor", (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0), downscale, "png"),
     )
 }
 
