@@ -24,7 +24,7 @@ def _data_section(ckpt: dict[str, Any], training: dict[str, Any]) -> list[str]:
     lines = ["## Data", "", f"- Manifest: `{ckpt['args']['manifest']}`, label column `{data['label_column']}`"]
     lines.append(f"- Labelers: {json.dumps(training['labelers'], default=str)}")
     for dist, levels in data["distortions"].items():
-        lines.append(f"- Distortion `{dist}`, levels: {', '.join(levels)}")
+        lines.append(f"- Distortion `{dist}`, levels (parameter): {', '.join(levels)}")
     lines += ["", "| split | images | useful | non-useful | source photos |", "|---|---|---|---|---|"]
     for split, c in sorted(data["splits"].items()):
         lines.append(

@@ -88,7 +88,7 @@ def summarize(df: pd.DataFrame, label_column: str = "label") -> dict[str, Any]:
         split: {"total": len(g), "useful": int((g["label"] == 1).sum()), "non_useful": int((g["label"] == 0).sum())}
         for split, g in df.groupby("split")
     }
-    levels = {str(d): sorted({str(v) for v in g["level"]}, key=_level_key) for d, g in df.groupby("distortion")}
+    levels = {str(d): _levels(g) for d, g in df.groupby("distortion")}
     extra = [c for c in df.columns if c not in (*REQUIRED, "path")]
     return {
         "label_column": label_column,
@@ -97,6 +97,14 @@ def summarize(df: pd.DataFrame, label_column: str = "label") -> dict[str, Any]:
         "distortions": levels,
         "other_columns": extra,
     }
+
+
+def _levels(rows: pd.DataFrame) -> list[str]:
+    """Sorted level names, with the distortion parameter when the manifest has one: '1 (50)'."""
+    if "param" in rows.columns:
+        pairs = rows.groupby("level")["param"].first()
+        return [f"{level} ({pairs[level]})" for level in sorted(pairs.index, key=lambda v: _level_key(str(v)))]
+    return sorted({str(v) for v in rows["level"]}, key=_level_key)
 
 
 def _level_key(text: str) -> tuple[int, float | str]:

@@ -60,6 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-max-drop", type=float, default=1.0, help="accuracy points int8 may lose for --ship auto")
     p.add_argument("--ship", choices=("auto", "fp32", "int8"), default="auto", help="which model becomes model.onnx")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--note", action="append", default=[], help="extra line for the card's Limits (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -231,6 +232,7 @@ def run(args: argparse.Namespace, command: str) -> Path:
             "export_command": command,
             "ckpt": ckpt,
             "training": training,
+            "notes": args.note,
         }
         (folder / "README.md").write_text(render_card(info))
         target = args.models_dir / name

@@ -25,7 +25,7 @@ def pretrained_path() -> Path:
 
 def build_model(pretrained: bool = False) -> nn.Module:
     """ResNet-18 with a 2-way head; ImageNet weights only from the local hub cache, never downloaded."""
-    model = resnet18(weights=None)
+    model = resnet18(weights=None, zero_init_residual=True)
     if pretrained:
         path = pretrained_path()
         if not path.is_file():
