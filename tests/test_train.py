@@ -136,3 +136,11 @@ def test_bf16_autocast_trains(manifest: Path, tmp_path: Path) -> None:
     )
     history = json.loads((run / "history.json").read_text())
     assert np.isfinite(history[0]["train"]["loss"]) and history[0]["train"]["steps"] == 1
+
+
+def test_init_starts_from_another_utility_checkpoint(trained: Path, manifest: Path, tmp_path: Path) -> None:
+    run = tmp_path / "init"
+    argv = [str(manifest), "--output-dir", str(run), "--epochs", "1", "--max-steps", "1", *FAST, "--lr", "0"]
+    assert train.main([*argv, "--init", str(trained / "best.pt")]) == 0
+    start = torch.load(trained / "best.pt", weights_only=False)["model"]
+    assert torch.equal(_weights(run)["conv1.weight"], start["conv1.weight"])

@@ -80,6 +80,8 @@ def _metrics_section(info: dict[str, Any]) -> list[str]:
 def _training_section(ckpt: dict[str, Any]) -> list[str]:
     a, best = ckpt["args"], ckpt["best"]
     start = "ImageNet-pretrained" if a["pretrained"] else "from scratch"
+    if a.get("init"):
+        start = f"initialised from the utility checkpoint `{a['init']}`"
     lines = [
         "## Training",
         "",

@@ -58,6 +58,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--gamma", type=float, default=0.1, help="decay factor for --schedule step")
     g.add_argument("--balance", choices=BALANCING, default="augment", help="class balancing of each epoch")
     g.add_argument("--pretrained", action="store_true", help="start from ImageNet weights in the torch hub cache")
+    g.add_argument("--init", type=Path, default=None, help="start from the weights of another utility checkpoint")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--val-fraction", type=float, default=0.1, help="training sources held out to pick the best epoch")
     g.add_argument("--select-metric", choices=("accuracy", "balanced_accuracy", "auroc"), default="accuracy")
@@ -154,6 +155,9 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
     names = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
     splits = {s: load_split(df, s, spec, cache, args.workers) for s in names}
     model = build_model(args.pretrained and ckpt is None)
+    if args.init and ckpt is None:
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+        log.info("weights from %s", args.init)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
