@@ -38,7 +38,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="extra predictor trained on the labels in COLUMN (e.g. efficientnet-lite0.u), for Table I/II; repeatable",
     )
     p.add_argument("--holdout", default=None, help="network left out of a predictor's labels (Fig. 2)")
-    p.add_argument("--holdout-predictor", type=Path, default=None, help="model folder trained without --holdout")
+    p.add_argument(
+        "--holdout-predictor",
+        type=Path,
+        action="append",
+        default=[],
+        help="model folder trained without --holdout's labels, used as a filter too (Fig. 2); repeatable",
+    )
     p.add_argument("--coco-annotations", type=Path, default=None, help="COCO instances JSON (detection mAP)")
     p.add_argument("--extra-manifest", type=Path, action="append", default=[], help="manifest of other distortions")
     p.add_argument("--images-dir", type=Path, default=None, help="pristine images (default: from the manifest JSON)")
@@ -64,9 +70,16 @@ def _parse_predictors(specs: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
+_CACHE: dict[tuple[str, str], tuple[np.ndarray, dict]] = {}
+
+
 def _predict(folder: Path, m: Manifest, device: str) -> tuple[np.ndarray, dict]:
-    model = load_model(folder, device)
-    return predict_paths(model, list(m.rows["path"]), desc=folder.name), model_summary(model)
+    """p_useful of every row of ``m`` (computed once per model folder and manifest)."""
+    key = (str(folder.resolve()), str(m.path.resolve()))
+    if key not in _CACHE:
+        model = load_model(folder, device)
+        _CACHE[key] = predict_paths(model, list(m.rows["path"]), desc=folder.name), model_summary(model)
+    return _CACHE[key]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -133,9 +146,9 @@ def run(args: argparse.Namespace) -> dict:
     res["fig1"] = ex.fig1_baselines(rows, p_main, "label", args.baseline_limit, args.seed, energy_net, args.nr_iqa)
     res["fig1"]["energy_net"] = args.energy_net
     # Fig. 2 and Tables III / IV
-    if args.holdout_predictor:
-        p_hold, _ = _predict(args.holdout_predictor, m, args.device)
-        filters[f"{task} without {args.holdout} ({args.holdout_predictor.name})"] = p_hold
+    for folder in args.holdout_predictor:
+        p_hold, _ = _predict(folder, m, args.device)
+        filters[f"{task} without {args.holdout} ({folder.name})"] = p_hold
     res["intra_task"] = _intra_task(args, rows, task, filters)
     res["seconds"] = round(time.monotonic() - t0, 1)
     return res
