@@ -1,0 +1,72 @@
+"""Export round trip: real ResNet-18 checkpoint -> ONNX model folder -> the service's engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from app.contract import ModelContract
+from app.engine import UtilityModel
+from app.preprocess import PreprocessSpec, preprocess_bytes
+from tests.train_fixtures import make_manifest
+from training import export, train
+from training.model import build_model
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    manifest = make_manifest(tmp_path_factory.mktemp("labels"))
+    out = tmp_path_factory.mktemp("runs") / "r"
+    argv = [str(manifest), "--output-dir", str(out), "--epochs", "1", "--size", str(SIZE), "--batch-size", "8"]
+    assert train.main([*argv, "--lr", "0.01", "--val-fraction", "0", "--max-steps", "2"]) == 0
+    return out
+
+
+def test_export_round_trips_into_the_service_engine(run: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    assert export.main([str(run), "--models-dir", str(models), "--name", "tiny", "--int8", "--calib-images", "8"]) == 0
+    folder = models / "tiny"
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "README.md", "config.pbtxt"]
+    assert [p.name for p in (folder / "1").iterdir()] == ["model.onnx"]
+    proto = onnx.load(str(folder / "1" / "model.onnx"))
+    onnx.checker.check_model(proto)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    contract = ModelContract.from_metadata({p.key: p.value for p in proto.metadata_props})
+    assert contract.preprocess.size == SIZE and contract.task == "classification"
+    assert {"labelers", "distortions", "test_metrics", "training_args", "git_commit", "dataset"} <= set(
+        contract.training
+    )
+    assert 'backend: "onnxruntime"' in (folder / "config.pbtxt").read_text()
+    card = (folder / "README.md").read_text()
+    assert "Confusion matrix" in card and "int8" in card and "image-utility export" in card
+    model = UtilityModel("tiny", folder, ["CPUExecutionProvider"])
+    manifest = Path(torch.load(run / "best.pt", weights_only=False)["args"]["manifest"])
+    images = sorted((manifest / "images").glob("*.jpg"))
+    batch = np.stack([preprocess_bytes(p.read_bytes(), model.spec) for p in images[:3]])
+    for n in (1, 3):  # dynamic batch axis
+        p = model.predict(batch[:n])
+        assert p.shape == (n,) and np.all((p >= 0) & (p <= 1))
+
+
+def test_parity_check_fails_on_a_broken_export(run: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(run / "best.pt", weights_only=False)
+    model = build_model()
+    model.load_state_dict(ckpt["model"])
+    spec = PreprocessSpec.from_json(ckpt["spec"])
+    path = export.to_onnx(model, SIZE, tmp_path / "model.onnx", 17)
+    batch = np.random.default_rng(0).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32)
+    assert export.verify_onnx(path, model, batch, 1e-3) < 1e-3
+    proto = onnx.load(str(path))
+    bias = next(t for t in proto.graph.initializer if t.name == "fc.bias")
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + 0.01, "fc.bias"))
+    onnx.save(proto, str(path))
+    with pytest.raises(export.ParityError, match="differ by"):
+        export.verify_onnx(path, model, batch, 1e-3)
+    assert spec.size == SIZE

@@ -1,0 +1,129 @@
+"""Training on a tiny real manifest (scikit-image photos, real JPEG bytes, a real ResNet-18)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.preprocess import PreprocessSpec, preprocess_bytes
+from tests.train_fixtures import make_manifest
+from training import train
+from training.data import load_split, normalize, read_manifest, side_files, summarize
+from training.loop import epoch_order
+from training.metrics import auroc, binary_metrics
+from training.model import PretrainedWeightsMissing, build_model, pretrained_path
+
+FAST = ["--size", "64", "--batch-size", "16", "--lr", "0.01", "--balance", "none", "--schedule", "constant"]
+FAST += ["--val-fraction", "0", "--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_manifest(tmp_path_factory.mktemp("labels"))
+
+
+@pytest.fixture(scope="module")
+def trained(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two epochs of the tiny run, shared by the tests below (training is deterministic)."""
+    run = tmp_path_factory.mktemp("runs") / "straight"
+    assert train.main([str(manifest), "--output-dir", str(run), "--epochs", "2", *FAST]) == 0
+    return run
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_manifest_drops_unlabelled_rows_and_keeps_side_files(tmp_path: Path, fmt: str) -> None:
+    out = make_manifest(tmp_path, fmt)
+    df = read_manifest(out)
+    assert len(df) == 24 and set(df["label"]) == {0, 1}
+    assert Path(df["path"][0]).is_file()
+    assert side_files(out)["summary.json"]["rule"].startswith("quality")
+    summary = summarize(df)
+    assert summary["splits"]["test"] == {"total": 8, "useful": 4, "non_useful": 4}
+    assert summary["distortions"]["jpeg"] == ["5", "10", "50", "90"]
+
+
+def test_cached_pixels_are_the_service_preprocessing(manifest: Path, tmp_path: Path) -> None:
+    spec = PreprocessSpec(size=64)
+    df = read_manifest(manifest)
+    split = load_split(df, "test", spec, tmp_path)
+    want = np.stack([preprocess_bytes(Path(p).read_bytes(), spec) for p in split.frame["path"]])
+    got = normalize(split.pixels, spec).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    again = load_split(df, "test", spec, tmp_path)  # from the cache
+    assert torch.equal(again.pixels, split.pixels)
+
+
+def test_balancing_gives_both_classes_equal_weight() -> None:
+    labels = torch.tensor([1] * 10 + [0] * 3)
+    order, copies = epoch_order(labels, "augment", torch.Generator().manual_seed(0))
+    assert len(order) == 20 and int((labels[order] == 0).sum()) == 10 and int(copies.sum()) == 7
+    assert bool((labels[order][copies] == 0).all())
+    order, copies = epoch_order(labels, "weighted", torch.Generator().manual_seed(0))
+    assert len(order) == 20 and not copies.any()
+    order, _ = epoch_order(labels, "none", torch.Generator().manual_seed(0))
+    assert sorted(order.tolist()) == list(range(13))
+
+
+def test_metrics_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.random(200) + 0.3 * y, 1)  # ties on purpose
+    pairs = [(a > b) + 0.5 * (a == b) for a in s[y == 1] for b in s[y == 0]]
+    assert auroc(y, s) == pytest.approx(np.mean(pairs))
+    m = binary_metrics(np.array([0, 0, 1, 1, 1]), np.array([0.2, 0.7, 0.9, 0.6, 0.1]))
+    assert m["confusion"] == [[1, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_training_improves_its_loss_and_writes_a_checkpoint(trained: Path) -> None:
+    run = trained
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "epoch", "args", "rng"} <= set(ckpt)
+    assert ckpt["epoch"] == 2 and ckpt["args"]["size"] == 64
+    assert (run / "best.pt").is_file() and (run / "curve.png").stat().st_size > 0
+    assert set(history[0]["test"]) >= {"accuracy", "balanced_accuracy", "auroc", "confusion"}
+
+
+def test_resume_continues_exactly(manifest: Path, trained: Path, tmp_path: Path) -> None:
+    straight, interrupted = trained, tmp_path / "interrupted"
+    train.main([str(manifest), "--output-dir", str(interrupted), "--epochs", "1", *FAST])
+    assert torch.load(interrupted / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    # resume without repeating the flags: they come from the checkpoint; --epochs extends the run
+    train.main(["--output-dir", str(interrupted), "--resume", "auto", "--epochs", "2"])
+    a, b = _weights(straight), _weights(interrupted)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = json.loads((interrupted / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_test_only_evaluates_a_checkpoint(trained: Path, capsys: pytest.CaptureFixture) -> None:
+    run = trained
+    assert train.main(["--output-dir", str(run), "--resume", str(run / "best.pt"), "--test-only"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test"]["n"] == 8 and sum(map(sum, result["test"]["confusion"])) == 8
+
+
+def test_pretrained_comes_only_from_the_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(PretrainedWeightsMissing, match=str(pretrained_path())):
+        build_model(pretrained=True)
+    reference = build_model(pretrained=False)
+    state = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    state |= {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    pretrained_path().parent.mkdir(parents=True)
+    torch.save(state, pretrained_path())
+    loaded = build_model(pretrained=True)
+    assert torch.equal(loaded.conv1.weight, reference.conv1.weight)
+    assert loaded.fc.out_features == 2

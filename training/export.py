@@ -1,0 +1,251 @@
+"""``image-utility export``: checkpoint -> ONNX model folder the service loads.
+
+Writes ``MODELS_DIR/<name>/1/model.onnx`` (dynamic batch, opset >= 17, the model contract in its
+metadata), ``config.pbtxt`` (Triton, onnxruntime backend) and a ``README.md`` model card. The
+export is checked with ``onnx.checker`` and against PyTorch on real images (fails above
+``--tolerance``), then measured on the test split through the service's own engine. ``--int8`` adds
+a static QDQ quantisation calibrated on training images; ``--ship auto`` keeps it when its test
+accuracy is within ``--int8-max-drop`` points of fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from app.contract import ModelContract, config_pbtxt
+from app.preprocess import PreprocessSpec, preprocess_bytes
+from training.card import render_card
+from training.common import setup_logging
+from training.data import find_labelers, read_manifest, split_validation
+from training.metrics import evaluate_folder
+from training.model import build_model
+from training.quantize import ImageReader, images_per_second, quantize
+
+log = logging.getLogger("training.export")
+
+
+class ParityError(RuntimeError):
+    """onnxruntime and PyTorch disagree on the exported model by more than the tolerance."""
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="image-utility export", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path, help="a training run folder (uses best.pt) or a checkpoint file")
+    p.add_argument("--name", default=None, help="model folder name (default: utility-<task>)")
+    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--version", default=None, help="model version string (default: <date>-<commit>)")
+    p.add_argument("--manifest", type=Path, default=None, help="label manifest (default: the one trained on)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--tolerance", type=float, default=1e-3, help="max |onnxruntime - PyTorch| on logits")
+    p.add_argument("--parity-images", type=int, default=32, help="real test images for the parity check")
+    p.add_argument("--max-batch-size", type=int, default=64, help="Triton max_batch_size")
+    p.add_argument("--int8", action="store_true", help="also build a static int8 model and compare")
+    p.add_argument("--calib-images", type=int, default=256, help="training images to calibrate int8")
+    p.add_argument("--calibration", choices=("minmax", "percentile", "entropy"), default="minmax")
+    p.add_argument("--int8-max-drop", type=float, default=1.0, help="accuracy points int8 may lose for --ship auto")
+    p.add_argument("--ship", choices=("auto", "fp32", "int8"), default="auto", help="which model becomes model.onnx")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The weights of ``best.pt`` (or the file given); history and wall time of the run's last checkpoint."""
+    file = path / "best.pt" if path.is_dir() else path
+    ckpt = torch.load(file, map_location="cpu", weights_only=False)
+    last = file.parent / "checkpoint.pt"
+    if last.is_file() and last != file:
+        full = torch.load(last, map_location="cpu", weights_only=False)
+        ckpt.update({k: full[k] for k in ("history", "wall_s") if k in full})
+    log.info("checkpoint %s (epoch %d)", file, ckpt["epoch"])
+    return ckpt
+
+
+def to_onnx(model: torch.nn.Module, size: int, out: Path, opset: int) -> Path:
+    """Legacy (TorchScript) exporter: no onnxscript needed; dynamic batch axis."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 3, size, size)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        torch.onnx.export(
+            model.eval(),
+            (dummy,),
+            str(out),
+            input_names=["input"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
+    return out
+
+
+def set_metadata(path: Path, metadata: dict[str, str]) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def verify_onnx(path: Path, model: torch.nn.Module, batch: np.ndarray, tolerance: float) -> float:
+    """onnx.checker plus onnxruntime vs PyTorch on ``batch``; returns max abs diff, raises above tolerance."""
+    onnx.checker.check_model(str(path), full_check=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: batch})[0]
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(batch)).numpy()
+    diff = float(np.abs(got - want).max())
+    log.info("onnxruntime vs PyTorch on %d images: max abs diff %.2e (tolerance %.0e)", len(batch), diff, tolerance)
+    if not diff <= tolerance:
+        raise ParityError(f"{path}: onnxruntime and PyTorch logits differ by {diff:.3e} > {tolerance:.0e}")
+    return diff
+
+
+def real_batch(paths: list[str], spec: PreprocessSpec) -> np.ndarray:
+    return np.stack([preprocess_bytes(Path(p).read_bytes(), spec) for p in paths]).astype(np.float32)
+
+
+def pick(frame: Any, n: int, seed: int) -> list[str]:
+    return frame.sample(n=min(n, len(frame)), random_state=seed)["path"].tolist() if len(frame) else []
+
+
+def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stage: Path) -> dict[str, Any]:
+    """Export fp32 (and int8), verify, measure each on the test split; returns the measurements."""
+    spec = PreprocessSpec.from_json(ckpt["spec"])
+    model = build_model(False)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    test, train = df[df["split"] == "test"], df[df["split"] == "train"]
+    fp32 = to_onnx(model, spec.size, stage / "fp32" / "1" / "model.onnx", args.opset)
+    contract = ModelContract(task=ckpt["args"]["task"], version="staging", preprocess=spec)
+    set_metadata(fp32, contract.to_metadata())
+    diff = verify_onnx(
+        fp32, model, real_batch(pick(test if len(test) else train, args.parity_images, 0), spec), args.tolerance
+    )
+    paths = {"fp32": fp32}
+    if args.int8:
+        reader = ImageReader(pick(train, args.calib_images, 1), spec)
+        paths["int8"] = quantize(fp32, stage / "int8" / "1" / "model.onnx", reader, args.calibration)
+        set_metadata(paths["int8"], contract.to_metadata())
+    result: dict[str, Any] = {
+        "parity_max_abs_diff": diff,
+        "parity_images": min(args.parity_images, len(test) or len(train)),
+    }
+    speed_batch = real_batch(pick(test if len(test) else train, 32, 2), spec)
+    speed = images_per_second(paths, speed_batch, threads=args.threads)
+    for kind, path in paths.items():
+        metrics = evaluate_folder(path.parent.parent, test, threads=args.threads) if len(test) else {}
+        metrics.pop("images_per_s", None)
+        result[kind] = {
+            "test": metrics,
+            "images_per_s": speed[kind],
+            "batch": len(speed_batch),
+            "bytes": path.stat().st_size,
+        }
+        log.info(
+            "%s: %.1f MB, %.1f images/s, test accuracy %s",
+            kind,
+            path.stat().st_size / 1e6,
+            speed[kind],
+            metrics.get("accuracy"),
+        )
+    return result
+
+
+def choose(args: argparse.Namespace, result: dict[str, Any]) -> str:
+    if args.ship != "auto" or "int8" not in result:
+        return args.ship if args.ship != "auto" else "fp32"
+    drop = 100 * (result["fp32"]["test"].get("accuracy", 0) - result["int8"]["test"].get("accuracy", 0))
+    ok = drop <= args.int8_max_drop
+    log.info(
+        "int8 loses %.2f accuracy points (limit %.2f): shipping %s", drop, args.int8_max_drop, "int8" if ok else "fp32"
+    )
+    return "int8" if ok else "fp32"
+
+
+def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str) -> dict[str, Any]:
+    side = ckpt.get("side_files", {})
+    return {
+        "architecture": "torchvision resnet18, 2 outputs",
+        "precision": shipped,
+        "labelers": find_labelers(side, ckpt["data"].get("other_columns", [])),
+        "distortions": ckpt["data"]["distortions"],
+        "label_rule": side,
+        "dataset": {k: ckpt["data"][k] for k in ("label_column", "splits", "sources")},
+        "test_metrics": result[shipped]["test"],
+        "best_epoch": ckpt["best"],
+        "training_args": ckpt["args"],
+        "train_wall_s": ckpt["wall_s"],
+        "git_commit": ckpt["commit"],
+        "train_command": ckpt.get("command"),
+    }
+
+
+def run(args: argparse.Namespace, command: str) -> Path:
+    ckpt = load_checkpoint(args.checkpoint)
+    task = ckpt["args"]["task"]
+    name = args.name or f"utility-{task}"
+    version = args.version or f"{time.strftime('%Y%m%d')}-{ckpt['commit'][:7]}"
+    manifest = args.manifest or Path(ckpt["args"]["manifest"])
+    df = read_manifest(manifest, ckpt["args"]["label_column"])
+    df = split_validation(df, ckpt["args"]["val_fraction"], ckpt["args"]["seed"])
+    args.models_dir.mkdir(parents=True, exist_ok=True)
+    stage = args.models_dir / f".{name}.staging"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        result = build_variants(args, ckpt, df, stage)
+        shipped = choose(args, result)
+        folder = stage / "final"
+        (folder / "1").mkdir(parents=True)
+        model_file = folder / "1" / "model.onnx"
+        shutil.copyfile(stage / shipped / "1" / "model.onnx", model_file)
+        training = training_metadata(ckpt, result, shipped)
+        spec = PreprocessSpec.from_json(ckpt["spec"])
+        set_metadata(
+            model_file, ModelContract(task=task, version=version, preprocess=spec, training=training).to_metadata()
+        )
+        (folder / "config.pbtxt").write_text(config_pbtxt(name, spec.size, args.max_batch_size))
+        info = {
+            "name": name,
+            "version": version,
+            "task": task,
+            "spec": spec,
+            "shipped": shipped,
+            "export": result,
+            "export_command": command,
+            "ckpt": ckpt,
+            "training": training,
+        }
+        (folder / "README.md").write_text(render_card(info))
+        target = args.models_dir / name
+        shutil.rmtree(target, ignore_errors=True)
+        folder.replace(target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    log.info("wrote %s (%s, %s)", target, shipped, version)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    run(args, "image-utility export " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,241 @@
+"""``image-utility train``: fit ResNet-18 to a label manifest, evaluate every epoch, checkpoint.
+
+Every epoch writes ``checkpoint.pt`` (model, optimizer, scheduler, epoch, args, RNG state, history)
+atomically into ``--output-dir``; ``best.pt`` holds the best epoch by ``--select-metric`` on the
+validation split (a held-out part of the training sources), or on test when there is none.
+``--resume`` continues exactly: each epoch's shuffling and augmentation depend only on (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.contract import TASKS
+from app.preprocess import PreprocessSpec
+from training.common import atomic_torch_save, epoch_generator, git_commit, seed_everything, setup_logging, write_json
+from training.curves import plot_history
+from training.data import load_split, read_manifest, side_files, split_validation, summarize
+from training.loop import BALANCING, evaluate, train_one_epoch
+from training.metrics import format_metrics
+from training.model import build_model
+
+log = logging.getLogger("training.train")
+
+# Flags that change nothing in the result: taken from the command line even when resuming.
+RUNTIME = ("resume", "test_only", "threads", "workers", "cache_dir", "output_dir", "verbose", "max_steps")
+SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="image-utility train", description=__doc__.splitlines()[0])
+    p.add_argument("manifest", type=Path, nargs="?", help="OUT_DIR of 'image-utility label' or its manifest file")
+    p.add_argument("--output-dir", type=Path, default=Path("runs/train"), help="checkpoints, history, curves")
+    p.add_argument("--label-column", default="label", help="manifest column holding 1/0/empty utility labels")
+    p.add_argument("--task", choices=TASKS, default="classification", help="machine task the labels are for")
+    g = p.add_argument_group("preprocessing (written into the model contract)")
+    g.add_argument("--size", type=int, default=128, help="network input side in pixels")
+    g.add_argument("--resize", choices=("shorter", "stretch"), default="shorter")
+    g.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic", "lanczos"), default="bilinear")
+    g.add_argument("--no-jpeg-draft", dest="jpeg_draft", action="store_false", help="full-size JPEG decoding")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=12)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr", type=float, default=1e-4, help="SGD learning rate (paper: 1e-4)")
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine", help="per-epoch LR schedule")
+    g.add_argument("--step-size", type=int, default=5, help="epochs between decays for --schedule step")
+    g.add_argument("--gamma", type=float, default=0.1, help="decay factor for --schedule step")
+    g.add_argument("--balance", choices=BALANCING, default="augment", help="class balancing of each epoch")
+    g.add_argument("--pretrained", action="store_true", help="start from ImageNet weights in the torch hub cache")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--val-fraction", type=float, default=0.1, help="training sources held out to pick the best epoch")
+    g.add_argument("--select-metric", choices=("accuracy", "balanced_accuracy", "auroc"), default="accuracy")
+    g = p.add_argument_group("runtime")
+    g.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--workers", type=int, default=2, help="threads decoding images into the pixel cache")
+    g.add_argument("--cache-dir", type=Path, default=None, help="pixel cache (default: OUTPUT_DIR/../cache)")
+    g.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke tests)")
+    g.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from, or 'auto'")
+    g.add_argument("--test-only", action="store_true", help="evaluate --resume's checkpoint on the test split")
+    g.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def make_spec(args: argparse.Namespace) -> PreprocessSpec:
+    return PreprocessSpec(
+        size=args.size, resize=args.resize, interpolation=args.interpolation, jpeg_draft=args.jpeg_draft
+    )
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, args: argparse.Namespace) -> torch.optim.lr_scheduler.LRScheduler:
+    if args.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1))
+    if args.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def explicit_flags(argv: list[str] | None) -> set[str]:
+    """The options actually given on the command line (their defaults suppressed)."""
+    parser = get_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return {k for k, v in vars(parser.parse_args(argv)).items() if str(v) != argparse.SUPPRESS}
+
+
+def resolve_resume(args: argparse.Namespace, given: set[str]) -> dict[str, Any] | None:
+    """Load the checkpoint to resume. Its args win, except runtime flags and flags given explicitly."""
+    if args.resume is None:
+        return None
+    path = args.output_dir / "checkpoint.pt" if str(args.resume) == "auto" else args.resume
+    if not path.is_file():
+        if str(args.resume) == "auto" and not args.test_only:
+            return None
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    for key, saved in ckpt["args"].items():
+        if key in RUNTIME or not hasattr(args, key):
+            continue
+        saved = Path(saved) if key == "manifest" and saved else saved
+        if key in given and getattr(args, key) != saved:
+            log.warning("--%s %s overrides the checkpoint's %s", key.replace("_", "-"), getattr(args, key), saved)
+        else:
+            setattr(args, key, saved)
+    log.info("resuming %s after epoch %d", path, ckpt["epoch"])
+    return ckpt
+
+
+def checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    epoch: int,
+    args: argparse.Namespace,
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "rng": torch.get_rng_state(),
+        **state,
+    }
+
+
+def is_better(metrics: dict[str, Any], best: dict[str, Any] | None, key: str) -> bool:
+    return best is None or metrics[key] > best["value"]
+
+
+def run(args: argparse.Namespace, given: set[str] | None = None, command: str = "") -> dict[str, Any]:
+    """Train (or evaluate with --test-only); returns the final state written to summary.json."""
+    torch.set_num_threads(args.threads)
+    ckpt = resolve_resume(args, given or set())
+    if args.manifest is None:
+        raise SystemExit("image-utility train: a manifest is needed (or --resume a checkpoint that names one)")
+    seed_everything(args.seed)
+    spec = make_spec(args)
+    df = split_validation(read_manifest(args.manifest, args.label_column), args.val_fraction, args.seed)
+    cache = args.cache_dir or args.output_dir.parent / "cache"
+    names = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
+    splits = {s: load_split(df, s, spec, cache, args.workers) for s in names}
+    model = build_model(args.pretrained and ckpt is None)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    scheduler = make_scheduler(optimizer, args)
+    state: dict[str, Any] = {
+        "history": [],
+        "best": None,
+        "wall_s": 0.0,
+        "spec": spec.to_json(),
+        "data": summarize(df, args.label_column),
+        "side_files": side_files(args.manifest),
+        "commit": git_commit(),
+        "command": command,
+    }
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"])
+        state.update({k: ckpt[k] for k in ("history", "best", "wall_s", "command", "commit") if k in ckpt})
+    if args.test_only:
+        metrics = evaluate(model, splits["test"], spec, channels_last=args.channels_last)
+        log.info("test: %s", format_metrics(metrics))
+        return {"test": metrics}
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for epoch in range(len(state["history"]) + 1, args.epochs + 1):
+        t0 = time.perf_counter()
+        gen = epoch_generator(args.seed, epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        row = {
+            "epoch": epoch,
+            "lr": lr,
+            "train": train_one_epoch(
+                model, optimizer, splits["train"], spec, args, gen, desc=f"epoch {epoch}/{args.epochs}"
+            ),
+        }
+        scheduler.step()
+        for name in ("val", "test"):
+            if name in splits:
+                row[name] = evaluate(model, splits[name], spec, channels_last=args.channels_last)
+                log.info("epoch %d %s: %s", epoch, name, format_metrics(row[name]))
+        row["seconds"] = time.perf_counter() - t0
+        state["wall_s"] += row["seconds"]
+        state["history"].append(row)
+        pick = row["val" if "val" in row else "test"]
+        better = is_better(pick, state["best"], args.select_metric)
+        if better:
+            state["best"] = {
+                "epoch": epoch,
+                "metric": args.select_metric,
+                "value": pick[args.select_metric],
+                "on": "val" if "val" in row else "test",
+                "test": row.get("test"),
+            }
+        log.info(
+            "epoch %d: train loss %.4f, %.0f s (%.1f img/s)%s",
+            epoch,
+            row["train"]["loss"],
+            row["seconds"],
+            row["train"]["images"] / row["seconds"],
+            ", best so far" if better else "",
+        )
+        ckpt_path = args.output_dir / "checkpoint.pt"
+        atomic_torch_save(checkpoint(model, optimizer, scheduler, epoch, args, state), ckpt_path)
+        if better:
+            shutil.copyfile(ckpt_path, args.output_dir / "best.tmp")
+            (args.output_dir / "best.tmp").replace(args.output_dir / "best.pt")
+        write_json(args.output_dir / "history.json", state["history"])
+        plot_history(state["history"], args.output_dir / "curve.png")
+    summary = {k: state[k] for k in ("best", "wall_s", "data", "commit")}
+    write_json(args.output_dir / "summary.json", summary)
+    return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    argv = sys.argv[1:] if argv is None else argv
+    result = run(args, explicit_flags(argv), "image-utility train " + shlex.join(argv))
+    if args.test_only:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
