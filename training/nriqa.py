@@ -139,6 +139,25 @@ def _brisque_model():  # -> brisque.BRISQUE
         raise MetricUnavailableError("BRISQUE needs: pip install brisque libsvm-official") from exc
 
     class _Brisque(BRISQUE):
+        # Same numbers as the wheel's code, faster: zero-padded 'same' filtering with scipy.ndimage
+        # (equal to its signal.convolve2d for this symmetric kernel), and no unused first MSCN pass.
+        def calculate_mscn_coefficients(self, image: np.ndarray, kernel_size: int = 6, sigma: float = 7 / 6):
+            kernel = self.gaussian_kernel2d(kernel_size, sigma=sigma)
+            mean = scipy.ndimage.convolve(image, kernel, mode="constant")
+            var = scipy.ndimage.convolve(image**2, kernel, mode="constant")
+            return (image - mean) / (np.sqrt(np.abs(mean**2 - var)) + 1 / 255)
+
+        def score(self, img: np.ndarray) -> float:
+            import cv2
+            import skimage.color
+
+            grey = skimage.color.rgb2gray(self.remove_alpha_channel(img))
+            half = cv2.resize(grey, None, fx=1 / 2, fy=1 / 2, interpolation=cv2.INTER_CUBIC)
+            feats = np.concatenate(
+                [self.calculate_brisque_features(x, kernel_size=7, sigma=7 / 6) for x in (grey, half)]
+            )
+            return self.calculate_image_quality_score(feats)
+
         def scale_features(self, features: np.ndarray) -> np.ndarray:
             f = np.array([np.asarray(v, dtype=np.float64).ravel()[0] for v in features])
             lo = np.asarray(self.scale_params["min_"], dtype=np.float64)
