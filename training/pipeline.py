@@ -1,0 +1,158 @@
+"""Label one source: distort it, run every labeler, write its images and its part file.
+
+Every file is written atomically (a hidden temporary file, then ``os.replace``), and a source's
+part file is written last, after its images: a part on disk means the source is complete. A run
+killed half-way leaves at most hidden temporaries, which are ignored and later removed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from app import preprocess
+from app.preprocess import PreprocessSpec, decode_image
+from training.distortions import distort, get_distortion
+from training.groundtruth import CocoInstances, GroundTruth, ImagenetWnid
+from training.labelers.base import CLASSIFICATION, Labeler
+from training.measure import Facts, classification_facts, detection_facts
+from training.utility import Box, UtilityRule
+
+FULL_RESOLUTION = PreprocessSpec(jpeg_draft=False)  # decode every pixel, EXIF-upright, RGB
+PART_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Job:
+    images_dir: Path
+    out_dir: Path
+    task: str
+    distortions: tuple[str, ...]
+    levels: tuple[int, ...]
+    seed: int
+    rule: UtilityRule
+    truth: GroundTruth
+
+
+def decode_rgb(data: bytes) -> Image.Image:
+    """:func:`app.preprocess.decode_image` at full resolution (EXIF orientation, any mode to RGB).
+
+    Pillow 13 has no separate MPO plugin, so ``Image.open(formats=[..., "MPO", ...])`` raises
+    KeyError('MPO') for every non-JPEG file; until app/preprocess.py drops the name, such files are
+    opened here with the allowed formats Pillow knows, then made RGB the same way.
+    """
+    try:
+        return decode_image(data, FULL_RESOLUTION)
+    except KeyError:
+        Image.init()
+        formats = [f for f in preprocess.ALLOWED_FORMATS if f in Image.OPEN]
+        img = Image.open(io.BytesIO(data), formats=formats)
+        img.load()
+        return preprocess._to_rgb(ImageOps.exif_transpose(img))
+
+
+def write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
+    """Write to a hidden temporary beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def part_path(out_dir: Path, source: str) -> Path:
+    return out_dir / "parts" / (source.replace("/", "__") + ".json")
+
+
+def image_relpath(source: str, distortion: str, level: int, ext: str) -> str:
+    return f"images/{distortion}/{level}/{Path(source).with_suffix('.' + ext).as_posix()}"
+
+
+def reference_kind(labeler: Labeler, truth: GroundTruth) -> str:
+    """'ground-truth' when the ground truth covers the labeler's classes, else 'pristine'."""
+    if isinstance(truth, ImagenetWnid) and labeler.task == CLASSIFICATION:
+        return "ground-truth"
+    if isinstance(truth, CocoInstances) and labeler.task != CLASSIFICATION and _coco_classes(labeler, truth):
+        return "ground-truth"
+    return "pristine"
+
+
+def _coco_classes(labeler: Labeler, truth: CocoInstances) -> frozenset[str]:
+    return truth.categories if labeler.classes is None else truth.categories & frozenset(labeler.classes)
+
+
+def _facts(labeler: Labeler, arrays: list[np.ndarray], source: str, job: Job) -> list[Facts]:
+    outputs = labeler.predict(arrays)
+    use_truth = reference_kind(labeler, job.truth) == "ground-truth"
+    if labeler.task == CLASSIFICATION:
+        cls = job.truth.class_of(source) if use_truth and isinstance(job.truth, ImagenetWnid) else None
+        return classification_facts(outputs[0], outputs[1:], cls)
+    objects: list[tuple[Box, str]] | None = None
+    if use_truth and isinstance(job.truth, CocoInstances):
+        objects = job.truth.objects_of(source, _coco_classes(labeler, job.truth))
+    return detection_facts(outputs[0], outputs[1:], objects, job.rule)
+
+
+def label_source(source: str, labelers: list[Labeler], job: Job) -> dict[str, Any]:
+    """Distort, label and write one source; returns the part that was written."""
+    pristine = decode_rgb((job.images_dir / source).read_bytes())
+    versions = []
+    for name in job.distortions:
+        for level in job.levels:
+            data, ext = distort(pristine, name, level, job.seed, source)
+            versions.append((name, level, data, image_relpath(source, name, level, ext)))
+    arrays = [np.asarray(pristine)] + [np.asarray(decode_rgb(v[2])) for v in versions]
+    facts = {lab.name: _facts(lab, arrays, source, job) for lab in labelers}
+    rows = [
+        {
+            "image": rel,
+            "distortion": name,
+            "level": level,
+            "param": get_distortion(name).value(level),
+            "labelers": {lab: facts[lab][k] for lab in facts},
+        }
+        for k, (name, level, _, rel) in enumerate(versions)
+    ]
+    for _, _, data, rel in versions:
+        write_atomic(job.out_dir / rel, data)
+    part = {"version": PART_VERSION, "source": source, "size": list(pristine.size), "rows": rows}
+    write_atomic(part_path(job.out_dir, source), json.dumps(part, sort_keys=True).encode(), sync=True)
+    return part
+
+
+def read_part(out_dir: Path, source: str) -> dict[str, Any] | None:
+    path = part_path(out_dir, source)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def remove_stale_temporaries(out_dir: Path) -> int:
+    """Delete hidden temporaries left by processes that no longer run; returns how many."""
+    removed = 0
+    for tmp in out_dir.rglob(".*.tmp.*"):
+        pid = tmp.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
