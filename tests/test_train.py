@@ -127,3 +127,12 @@ def test_pretrained_comes_only_from_the_hub_cache(tmp_path: Path, monkeypatch: p
     loaded = build_model(pretrained=True)
     assert torch.equal(loaded.conv1.weight, reference.conv1.weight)
     assert loaded.fc.out_features == 2
+
+
+def test_bf16_autocast_trains(manifest: Path, tmp_path: Path) -> None:
+    run = tmp_path / "bf16"
+    assert (
+        train.main([str(manifest), "--output-dir", str(run), "--epochs", "1", "--max-steps", "1", "--bf16", *FAST]) == 0
+    )
+    history = json.loads((run / "history.json").read_text())
+    assert np.isfinite(history[0]["train"]["loss"]) and history[0]["train"]["steps"] == 1

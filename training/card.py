@@ -80,7 +80,8 @@ def _training_section(ckpt: dict[str, Any]) -> list[str]:
         "",
         f"- ResNet-18 ({start}), cross-entropy, SGD lr {a['lr']} momentum {a['momentum']} weight decay "
         f"{a['weight_decay']}, {a['schedule']} schedule, {a['epochs']} epochs, batch {a['batch_size']}, "
-        f"class balancing `{a['balance']}`, seed {a['seed']}",
+        f"class balancing `{a['balance']}`, seed {a['seed']}, input {a['size']} px"
+        + (", bfloat16 autocast" if a.get("bf16") else ""),
         f"- Best epoch {best['epoch']} by {best['on']} {best['metric']} ({best['value']:.4f}); "
         f"training wall time {ckpt['wall_s'] / 60:.1f} min on {a['threads']} CPU threads; commit `{ckpt['commit']}`",
         "",

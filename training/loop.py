@@ -91,8 +91,9 @@ def train_one_epoch(
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = data.labels[idx]
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(getattr(cfg, "bf16", False))):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

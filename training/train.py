@@ -64,6 +64,7 @@ def get_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("runtime")
     g.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training steps (CPUs with AVX512-BF16)")
     g.add_argument("--workers", type=int, default=2, help="threads decoding images into the pixel cache")
     g.add_argument("--cache-dir", type=Path, default=None, help="pixel cache (default: OUTPUT_DIR/../cache)")
     g.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke tests)")
