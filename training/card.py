@@ -7,6 +7,8 @@ from typing import Any
 
 from training.metrics import confusion_table
 
+MAX_SIDE_CHARS = 4000
+
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
@@ -28,9 +30,12 @@ def _data_section(ckpt: dict[str, Any], training: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {split} | {c['total']} | {c['useful']} | {c['non_useful']} | {data['sources'].get(split, '')} |"
         )
-    if ckpt.get("side_files"):
-        lines += ["", "Labelling rule and thresholds, as written beside the manifest:", "", "```json"]
-        lines += [json.dumps(ckpt["side_files"], indent=1, sort_keys=True, default=str)[:6000], "```"]
+    for name, content in sorted(ckpt.get("side_files", {}).items()):
+        text = json.dumps(content, indent=1, sort_keys=True, default=str)
+        if len(text) > MAX_SIDE_CHARS:
+            lines += ["", f"`{name}` beside the manifest ({len(text)} characters) is in the ONNX metadata only."]
+            continue
+        lines += ["", f"`{name}` beside the manifest (labelling rule, thresholds):", "", "```json", text, "```"]
     return [*lines, ""]
 
 

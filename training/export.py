@@ -11,6 +11,7 @@ accuracy is within ``--int8-max-drop`` points of fp32.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import shutil
@@ -35,6 +36,7 @@ from training.model import build_model
 from training.quantize import ImageReader, images_per_second, quantize
 
 log = logging.getLogger("training.export")
+MAX_META_CHARS = 50_000  # side files larger than this stay out of the ONNX metadata
 
 
 class ParityError(RuntimeError):
@@ -184,7 +186,7 @@ def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str
         "precision": shipped,
         "labelers": find_labelers(side, ckpt["data"].get("other_columns", [])),
         "distortions": ckpt["data"]["distortions"],
-        "label_rule": side,
+        "label_rule": {k: v for k, v in side.items() if len(json.dumps(v, default=str)) <= MAX_META_CHARS},
         "dataset": {k: ckpt["data"][k] for k in ("label_column", "splits", "sources")},
         "test_metrics": result[shipped]["test"],
         "best_epoch": ckpt["best"],

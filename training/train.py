@@ -172,6 +172,9 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != args.epochs:
+            log.warning("cosine schedule stretched from %d to %d epochs", scheduler.T_max, args.epochs)
+            scheduler.T_max = max(args.epochs, 1)
         torch.set_rng_state(ckpt["rng"])
         state.update({k: ckpt[k] for k in ("history", "best", "wall_s", "command", "commit") if k in ckpt})
     if args.test_only:
