@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> dict:
             "labels": "combined (label)",
             "column": "label",
             "model": args.model,
+            "training": main_info["training"],
             **ex.predictor_accuracy(rows, "label", p_main),
         }
     ]

@@ -11,10 +11,18 @@ Table = Callable[[list[str], list[list[str]]], list[str]]
 
 
 def _training(info: dict) -> str:
+    """The training budget as the model's metadata records it (trainer of the train branch)."""
     t = info.get("training") or {}
-    keys = ("epochs", "size", "input_size", "lr", "batch_size", "train_rows", "seconds", "label_column")
-    found = {k: t[k] for k in keys if k in t}
-    return ", ".join(f"{k} {v}" for k, v in found.items()) or "training summary not in metadata"
+    args = t.get("training_args") or {}
+    parts = [f"{k} {args[k]}" for k in ("epochs", "max_steps", "size", "lr", "batch_size") if args.get(k)]
+    splits = (t.get("dataset") or {}).get("splits") or {}
+    if "train" in splits:
+        parts.append(f"{splits['train'].get('total')} training images")
+    if t.get("train_wall_s") is not None:
+        parts.append(f"{float(t['train_wall_s']) / 60:.1f} min")
+    if (t.get("best_epoch") or {}).get("epoch") is not None:
+        parts.append(f"best epoch {t['best_epoch']['epoch']}")
+    return ", ".join(parts) or "training summary not in metadata"
 
 
 def setup(res: dict) -> list[str]:
