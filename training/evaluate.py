@@ -1,0 +1,192 @@
+"""``image-utility evaluate``: re-measure the paper's experiments for one bundled model into a report.
+
+Reads a label manifest (its test split) and utility model folders, runs the experiments of
+:mod:`training.eval_experiments` / :mod:`training.eval_detection`, and writes ``results.json``,
+PNG figures and ``report.md`` (claims table first) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training import eval_experiments as ex
+from training.eval_data import Manifest, load_manifest, load_model, model_summary, predict_paths
+
+log = logging.getLogger("training.evaluate")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="image-utility evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--manifest", type=Path, required=True, help="label manifest (file or labelling OUT_DIR)")
+    p.add_argument("--models-dir", type=Path, default=Path("models"), help="folder of model folders")
+    p.add_argument("--model", required=True, help="model folder name under --models-dir: the predictor under test")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default reports/<model>)")
+    p.add_argument("--other-model", default=None, help="the other task's model (inter-task, Tables III/IV)")
+    p.add_argument(
+        "--predictor",
+        action="append",
+        default=[],
+        metavar="COLUMN=FOLDER",
+        help="extra predictor trained on the labels in COLUMN (e.g. efficientnet-lite0.u), for Table I/II; repeatable",
+    )
+    p.add_argument("--holdout", default=None, help="network left out of a predictor's labels (Fig. 2)")
+    p.add_argument(
+        "--holdout-predictor",
+        type=Path,
+        action="append",
+        default=[],
+        help="model folder trained without --holdout's labels, used as a filter too (Fig. 2); repeatable",
+    )
+    p.add_argument("--coco-annotations", type=Path, default=None, help="COCO instances JSON (detection mAP)")
+    p.add_argument("--extra-manifest", type=Path, action="append", default=[], help="manifest of other distortions")
+    p.add_argument("--images-dir", type=Path, default=None, help="pristine images (default: from the manifest JSON)")
+    p.add_argument("--limit", type=int, default=0, help="at most this many test sources per manifest (0: all)")
+    p.add_argument("--baseline-limit", type=int, default=300, help="JPEG test images scored by the Fig. 1 baselines")
+    p.add_argument("--energy-net", default="efficientnet-lite0", help="classifier whose logits give the energy score")
+    p.add_argument("--no-nr-iqa", dest="nr_iqa", action="store_false", help="skip BRISQUE and NIQE (slow)")
+    p.add_argument("--threshold", type=float, default=0.5, help="p_useful at or above which an image is useful")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--note", action="append", default=[], help="a sentence added to the report (budgets, caveats)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _parse_predictors(specs: list[str]) -> list[tuple[str, Path]]:
+    out = []
+    for spec in specs:
+        column, sep, folder = spec.partition("=")
+        if not sep or not column or not folder:
+            raise SystemExit(f"--predictor expects COLUMN=FOLDER, got {spec!r}")
+        out.append((column, Path(folder)))
+    return out
+
+
+_CACHE: dict[tuple[str, str], tuple[np.ndarray, dict]] = {}
+
+
+def _predict(folder: Path, m: Manifest, device: str) -> tuple[np.ndarray, dict]:
+    """p_useful of every row of ``m`` (computed once per model folder and manifest)."""
+    key = (str(folder.resolve()), str(m.path.resolve()))
+    if key not in _CACHE:
+        model = load_model(folder, device)
+        _CACHE[key] = predict_paths(model, list(m.rows["path"]), desc=folder.name), model_summary(model)
+    return _CACHE[key]
+
+
+def run(args: argparse.Namespace) -> dict:
+    t0 = time.monotonic()
+    m = load_manifest(args.manifest, args.images_dir, args.limit, args.seed)
+    rows = m.rows
+    main_dir = args.models_dir / args.model
+    p_main, main_info = _predict(main_dir, m, args.device)
+    task = main_info["task"]
+    res: dict = {
+        "model": main_info,
+        "task": task,
+        "manifest": str(m.path),
+        "labelers": m.labelers,
+        "n_test_rows": len(rows),
+        "n_test_sources": int(rows["source"].nunique()),
+        "limit_sources": args.limit,
+        "threshold": args.threshold,
+        "notes": list(args.note),
+        "distortions": sorted(map(str, rows["distortion"].unique())),
+    }
+    filters = {f"{task} (this model)": p_main}
+    if args.other_model:
+        p_other, other_info = _predict(args.models_dir / args.other_model, m, args.device)
+        res["other_model"] = other_info
+        filters[f"{other_info['task']} ({args.other_model})"] = p_other
+    # Table I / II
+    table = [
+        {
+            "labels": "combined (label)",
+            "column": "label",
+            "model": args.model,
+            "training": main_info["training"],
+            **ex.predictor_accuracy(rows, "label", p_main),
+        }
+    ]
+    for column, folder in _parse_predictors(args.predictor):
+        p, info = _predict(folder, m, args.device)
+        table.append(
+            {
+                "labels": column.removesuffix(".u"),
+                "column": column,
+                "model": str(folder),
+                "training": info["training"],
+                **ex.predictor_accuracy(rows, column, p),
+            }
+        )
+    res["predictors"] = table
+    # Continuous utility, beyond JPEG
+    res["continuous_utility"] = ex.continuous_utility(rows, p_main)
+    res["by_distortion"] = ex.by_distortion(rows, "label", p_main)
+    for extra in args.extra_manifest:
+        em = load_manifest(extra, args.images_dir, args.limit, args.seed)
+        p_extra, _ = _predict(main_dir, em, args.device)
+        res["by_distortion"].update(
+            {f"{k} ({extra.name})": v for k, v in ex.by_distortion(em.rows, "label", p_extra).items()}
+        )
+        res.setdefault("continuous_utility_extra", {})[str(extra)] = ex.continuous_utility(em.rows, p_extra)
+    # Fig. 1
+    energy_net = None
+    if args.energy_net:
+        from training.baselines import classifier_logits
+
+        energy_net = classifier_logits(args.energy_net, args.device)
+    res["fig1"] = ex.fig1_baselines(rows, p_main, "label", args.baseline_limit, args.seed, energy_net, args.nr_iqa)
+    res["fig1"]["energy_net"] = args.energy_net
+    # Fig. 2 and Tables III / IV
+    for folder in args.holdout_predictor:
+        p_hold, _ = _predict(folder, m, args.device)
+        filters[f"{task} without {args.holdout} ({folder.name})"] = p_hold
+    res["intra_task"] = _intra_task(args, rows, task, filters)
+    res["seconds"] = round(time.monotonic() - t0, 1)
+    return res
+
+
+def _intra_task(args: argparse.Namespace, rows, task: str, filters: dict[str, np.ndarray]) -> dict:
+    if not args.holdout:
+        return {"available": False, "reason": "no --holdout network given"}
+    if task == "classification":
+        return ex.intra_task_classification(rows, args.holdout, filters, args.threshold)
+    if args.coco_annotations is None:
+        return {"available": False, "reason": "detection mAP needs --coco-annotations"}
+    from training.eval_detection import build_detector, intra_task_detection
+
+    try:
+        detector, classes = build_detector(args.holdout, args.device)
+    except (ImportError, KeyError, FileNotFoundError) as exc:
+        return {"available": False, "reason": f"detector {args.holdout} unavailable: {exc}"}
+    return intra_task_detection(rows, args.coco_annotations, detector, args.holdout, classes, filters, args.threshold)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    out = args.out or Path("reports") / args.model
+    res = run(args)
+    res["command"] = "image-utility evaluate " + shlex.join(sys.argv[2:] if argv is None else argv)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=1, sort_keys=True, default=str) + "\n")
+    from training.report import write_report
+
+    report = write_report(res, out)
+    log.info("wrote %s (%.0f s)", report, res["seconds"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
