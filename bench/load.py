@@ -1,6 +1,10 @@
 """A bounded HTTP load generator for the service (loopback only).
 
     python -m bench.load URL --images DIR_OR_FILE... --concurrency 16 --seconds 20 [--json out.json]
+        [--multipart FIELD]
+
+Sends each image as the raw body (``content-type: image/jpeg``), or with ``--multipart FIELD`` as
+a multipart/form-data part named FIELD (bodies built once, before the clock starts).
 
 Keeps ``concurrency`` requests in flight for ``seconds``, then stops by itself. Reports
 throughput, latency percentiles and status counts. Refuses targets outside 127.0.0.0/8 / ::1.
@@ -42,10 +46,29 @@ def load_payloads(paths: list[Path]) -> list[bytes]:
     return [f.read_bytes() for f in files]
 
 
+BOUNDARY = "bench-load-boundary-7d1f3c"
+
+
+def multipart(data: bytes, field: str, filename: str = "image.jpg", content_type: str = "image/jpeg") -> bytes:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
 async def run_load(
-    url: str, payloads: list[bytes], concurrency: int, seconds: float, content_type: str = "image/jpeg"
+    url: str,
+    payloads: list[bytes],
+    concurrency: int,
+    seconds: float,
+    content_type: str = "image/jpeg",
+    multipart_field: str | None = None,
 ) -> dict:
     check_loopback(url)
+    if multipart_field:
+        payloads = [multipart(p, multipart_field, content_type=content_type) for p in payloads]
+        content_type = f"multipart/form-data; boundary={BOUNDARY}"
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     retry_after_missing = 0
@@ -96,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--json", type=Path)
+    p.add_argument("--multipart", metavar="FIELD", help="send multipart/form-data with the image in part FIELD")
     args = p.parse_args(argv)
-    result = asyncio.run(run_load(args.url, load_payloads(args.images), args.concurrency, args.seconds))
+    payloads = load_payloads(args.images)
+    result = asyncio.run(run_load(args.url, payloads, args.concurrency, args.seconds, multipart_field=args.multipart))
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.write_text(text)
