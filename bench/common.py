@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,11 @@ BUNDLED_NAME = "utility-classification"
 # (label, width, height); the sample photos are ~500x375, so the larger sizes are upscaled.
 SIZES = (("224", 224, 224), ("640x480", 640, 480), ("1920x1080", 1920, 1080))
 JPEG_QUALITY = 90
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the servers we started are stopped by their context managers."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def default_image_source() -> Path | None:

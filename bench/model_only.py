@@ -22,12 +22,14 @@ def time_batch(session, input_name: str, x: np.ndarray, seconds: float, min_runs
     """Run one batch size back to back for ``seconds`` (at least ``min_runs`` calls)."""
     session.run(None, {input_name: x})  # warm-up: first call at a new shape allocates
     calls: list[float] = []
+    cpu0 = time.process_time()  # all threads of this process: onnxruntime's pool included
     start = time.perf_counter()
     while len(calls) < min_runs or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         session.run(None, {input_name: x})
         calls.append(time.perf_counter() - t0)
     total = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
     lat = np.array(calls)
     n = x.shape[0]
     return {
@@ -37,6 +39,7 @@ def time_batch(session, input_name: str, x: np.ndarray, seconds: float, min_runs
         "batch_p50_ms": round(float(np.percentile(lat, 50)) * 1000, 2),
         "batch_p99_ms": round(float(np.percentile(lat, 99)) * 1000, 2),
         "per_image_ms": round(float(np.median(lat)) * 1000 / n, 3),
+        "cpu_ms_per_image": round(1000 * cpu / (n * len(calls)), 2),
     }
 
 

@@ -22,6 +22,7 @@ from bench.common import (
     ModelUnderTest,
     default_image_source,
     dump,
+    exit_on_sigterm,
     loadavg,
     machine_info,
     make_jpegs,
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--skip-int8", action="store_true")
     args = p.parse_args(argv)
+    exit_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "root"):  # per-request lines; onnxruntime.quantization logs on the root logger
         logging.getLogger(noisy).setLevel(logging.WARNING)
