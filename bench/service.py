@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None
 
 @contextlib.contextmanager
 def server(cmd: list[str], ready_path: str, env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
-    """Start a server process; yield (base URL, pid); stop it (SIGTERM, then SIGKILL) at the end."""
+    """Start a server in its own process group; yield (base URL, pid); stop the whole group at the end."""
     port = free_port()
     cmd = [part.replace("{port}", str(port)) for part in cmd]
     with log_path.open("ab") as log:
@@ -81,12 +82,19 @@ def server(cmd: list[str], ready_path: str, env: dict[str, str], log_path: Path)
         wait_ready(base + ready_path, proc)
         yield base, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's whole process group (LitServe forks workers), SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=20)
+    time.sleep(0.5)  # let forked workers exit after their parent
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 def our_service(models_dir: Path, settings: dict[str, str], log_path: Path):
