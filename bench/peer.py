@@ -1,6 +1,7 @@
 """The peer: the same ONNX model and the same preprocessing served by LitServe, for a side by side.
 
-    python -m bench.peer MODEL_FOLDER --port 8100 [--max-batch-size 16] [--batch-timeout-ms 4] [--threads 0]
+    python -m bench.peer MODEL_FOLDER --port 8100 [--max-batch-size 16] [--batch-timeout-ms 4] [--threads 1]
+        [--workers 2]
 
 POST /predict with a multipart part named ``file`` -> {"p_useful": ...}. LitServe runs
 ``decode_request`` (our ``preprocess_bytes``), ``batch``, ``predict`` (our ``UtilityModel.predict``,
@@ -54,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8100)
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--batch-timeout-ms", type=float, default=4.0)
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = one per core)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (0 = one per core)")
+    p.add_argument("--workers", type=int, default=1, help="LitServe inference worker processes (workers_per_device)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     api = UtilityAPI(args.folder, args.threads, args.max_batch_size, args.batch_timeout_ms / 1000.0)
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=30)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=args.workers, timeout=30)
     server.run(host="127.0.0.1", port=args.port, num_api_servers=1, generate_client_file=False, log_level="warning")
     return 0
 

@@ -76,30 +76,34 @@ def service_runs(model: ModelUnderTest, work: Path, dirs: dict[str, Path], args,
     return {"runs": runs, "model_only_b8_bracket": bracket}
 
 
+PEER_LAYOUTS = {
+    # the same compute layout as ours: one single-threaded model call per core
+    "workers-per-core": lambda cpus: {"workers": cpus, "threads": 1},
+    # LitServe's default single worker, letting onnxruntime use every core
+    "one-worker-all-cores": lambda cpus: {"workers": 1, "threads": 0},
+}
+
+
 def peer_runs(model: ModelUnderTest, work: Path, dirs: dict[str, Path], args) -> dict:
+    """LitServe with our batching settings, in two worker layouts; the better one is the reference."""
     from app.settings import Settings
 
     s = Settings()
-    cmd = [sys.executable, "-m", "bench.peer", str(model.folder), "--port", "{port}"]
-    cmd += ["--max-batch-size", str(s.max_batch_size), "--batch-timeout-ms", str(s.max_wait_ms)]
-    cmd += ["--threads", str(s.intra_op_threads)]
-    runs = []
-    with service.server(cmd, "/health", service._env(), work / "peer.log") as (base, pid):
-        for c in CONCURRENCY:
-            r = service.measure(base, pid, dirs["224"], c, args.seconds, "file", path="/predict", metrics=False)
-            runs.append({"images": "224", "body": "multipart", **r})
-            log.info("litserve 224 c=%d: %.1f img/s p99 %.0f ms", c, r["throughput_rps"], r["p99_ms"])
-    return {
-        "framework": "litserve",
-        "config": {
-            "max_batch_size": s.max_batch_size,
-            "batch_timeout_ms": s.max_wait_ms,
-            "intra_op_threads": s.intra_op_threads,
-            "workers_per_device": 1,
-            "num_api_servers": 1,
-        },
-        "runs": runs,
-    }
+    layouts = {}
+    for layout, make in PEER_LAYOUTS.items():
+        cfg = {"max_batch_size": s.max_batch_size, "batch_timeout_ms": s.max_wait_ms, **make(s.cpu_count)}
+        cmd = [sys.executable, "-m", "bench.peer", str(model.folder), "--port", "{port}"]
+        cmd += ["--max-batch-size", str(cfg["max_batch_size"]), "--batch-timeout-ms", str(cfg["batch_timeout_ms"])]
+        cmd += ["--threads", str(cfg["threads"]), "--workers", str(cfg["workers"])]
+        runs = []
+        with service.server(cmd, "/health", service._env(), work / "peer.log") as (base, pid):
+            for c in CONCURRENCY:
+                r = service.measure(base, pid, dirs["224"], c, args.seconds, "file", path="/predict", metrics=False)
+                runs.append({"images": "224", "body": "multipart", **r})
+                log.info("litserve %s 224 c=%d: %.1f img/s p99 %.0f ms", layout, c, r["throughput_rps"], r["p99_ms"])
+        layouts[layout] = {"config": cfg, "runs": runs}
+    best = max(layouts, key=lambda k: max(r["throughput_rps"] for r in layouts[k]["runs"]))
+    return {"framework": "litserve", "reference": best, "layouts": layouts, **layouts[best]}
 
 
 def int8_section(model: ModelUnderTest, work: Path, payloads: dict, sample, args) -> dict:
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-seconds", type=float, default=1.5, help="length of each model-only batch size")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--name", default="latest", help="basename of the result files")
+    p.add_argument("--budget-s", type=float, default=540.0, help="skip the peer and int8 sections past this")
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--skip-int8", action="store_true")
     args = p.parse_args(argv)
@@ -161,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     result["settings"] = {
         k: getattr(settings, k) for k in ("max_batch_size", "max_wait_ms", "intra_op_threads", "instances")
-    } | {"decode_threads": settings.decode_threads}
+    } | {
+        "decode_threads": settings.decode_threads,
+        "cpu_instances": settings.inference_instances("CPUExecutionProvider"),
+    }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         model = resolve_model(args.models_dir, work)
@@ -180,13 +188,24 @@ def main(argv: list[str] | None = None) -> int:
         sample = real_batch(payloads["224"], spec, 16)
 
         log.info("model-only, batch sizes %s", model_only.BATCH_SIZES)
-        result["model_only"] = model_only.measure(model.onnx, sample, model_only.BATCH_SIZES, args.model_seconds)
+        result["model_only_one_call"] = model_only.measure(
+            model.onnx, sample, model_only.BATCH_SIZES, args.model_seconds
+        )
+        result["model_only_parallel"] = model_only.measure_parallel(
+            model.onnx, sample, model_only.BATCH_SIZES, args.model_seconds, sessions=settings.cpu_count
+        )
+        result["model_only"] = model_only.best(result["model_only_one_call"], result["model_only_parallel"])
         result["decode"] = decode.measure(payloads, spec)
         result["loadavg"]["before_service"] = loadavg()
         result["service"] = service_runs(model, work, dirs, args, sample)
         result["loadavg"]["after_service"] = loadavg()
-        result["peer"] = None if args.skip_peer else peer_runs(model, work, dirs, args)
-        result["int8"] = None if args.skip_int8 else int8_section(model, work, payloads, sample, args)
+        over = time.perf_counter() - started > args.budget_s * 0.6
+        if over:
+            log.warning("over 60%% of the %.0f s budget: peer and int8 skipped", args.budget_s)
+        result["peer"] = None if args.skip_peer or over else peer_runs(model, work, dirs, args)
+        over = over or time.perf_counter() - started > args.budget_s * 0.8
+        result["int8"] = None if args.skip_int8 or over else int8_section(model, work, payloads, sample, args)
+        result["skipped_for_time"] = over
     result["gpu"] = {
         "measured": False,
         "note": "no GPU is lent to this task; the CUDA provider, IO binding and CUDA graphs were not measured",

@@ -55,7 +55,7 @@ def test_model_only_measures_each_batch_size(models_dir: Path):
     sample = np.zeros((2, 3, 32, 32), dtype=np.float32)
     rows = model_only.measure(models_dir / "tiny" / "1" / "model.onnx", sample, (1, 4), seconds=0.05)
     assert [r["batch_size"] for r in rows] == [1, 4]
-    assert all(r["images_per_s"] > 0 and r["calls"] >= 3 for r in rows)
+    assert all(r["images_per_s"] > 0 and r["calls"] >= 2 for r in rows)
     lo, hi = sorted(r["images_per_s"] for r in rows)
     assert model_only.interpolate(rows, 1) == rows[0]["images_per_s"]
     assert lo <= model_only.interpolate(rows, 2.5) <= hi
