@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                         row = {"config": name, "round": rnd, "model_only_b8": mo, "load": loadavg()[0], **r}
                         row["ratio_to_b8"] = round(r["throughput_rps"] / mo, 3)
                         out["runs"].append(row)
+                        dump(args.out / f"{args.name}.partial.json", out)  # kept if the sweep is stopped
                         log.info(
                             "%s c=%d: %.1f img/s (x%.2f of model-only b8 %.1f) p99 %.0f ms batch %.1f",
                             name, c, r["throughput_rps"], row["ratio_to_b8"], mo, r["p99_ms"], r["batch_mean"] or 0,
