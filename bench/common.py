@@ -185,6 +185,7 @@ def machine_info() -> dict:
         "onnxruntime_providers_available": ort.get_available_providers(),
         "versions": versions(),
         "git_commit": git_commit(),
+        "niceness": os.nice(0),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -129,7 +129,8 @@ def markdown(result: dict) -> str:
         f"- machine: {m['cpu']}, {m['cpus_usable']} usable CPUs, flags {', '.join(m['cpu_flags'])}; {m['platform']}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}; commit {m['git_commit']}",
         f"- load average (1, 5, 15 min): start {la['start']}, before service {la.get('before_service')}, "
-        f"end {la['end']} (the machine is shared: compare ratios taken in the same run)",
+        f"end {la['end']} (the machine is shared: compare ratios taken in the same run); "
+        f"bench niceness {m.get('niceness', 0)}",
         f"- model: `{model['name']}` ({model['source']}, {model['precision']}, input {model['size']} px, "
         f"{model['onnx_bytes'] / 1e6:.1f} MB)",
         f"- service settings: {result['settings']}",
