@@ -123,10 +123,8 @@ def int8_section(model: ModelUnderTest, work: Path, payloads: dict, sample, args
         else ("bench re-quantisation of the bundled fp32 model (speed only; accuracy: see the model card)")
     )
     int8 = ModelUnderTest(folder.name, folder, model.source, model.size, onnx_precision(folder / "1" / "model.onnx"))
-    one = model_only.measure(int8.onnx, sample, model_only.BATCH_SIZES, args.model_seconds)
-    par = model_only.measure_parallel(
-        int8.onnx, sample, model_only.BATCH_SIZES, args.model_seconds, Settings().cpu_count
-    )
+    one = model_only.measure(int8.onnx, sample, args.batch_sizes, args.model_seconds)
+    par = model_only.measure_parallel(int8.onnx, sample, args.batch_sizes, args.model_seconds, Settings().cpu_count)
     out["model_only"] = model_only.best(one, par)
     runs = []
     with service.our_service(serve_dir(work, folder), {}, work / "service-int8.log") as (base, pid):
@@ -150,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=Path, default=None, help="folder of photos (default: shared imagenet-sample)")
     p.add_argument("--count", type=int, default=48, help="photos per size")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each load run")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(model_only.BATCH_SIZES))
     p.add_argument("--model-seconds", type=float, default=1.5, help="length of each model-only batch size")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--name", default="latest", help="basename of the result files")
@@ -188,12 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         sample = real_batch(payloads["224"], spec, 16)
 
-        log.info("model-only, batch sizes %s", model_only.BATCH_SIZES)
-        result["model_only_one_call"] = model_only.measure(
-            model.onnx, sample, model_only.BATCH_SIZES, args.model_seconds
-        )
+        log.info("model-only, batch sizes %s", args.batch_sizes)
+        result["model_only_one_call"] = model_only.measure(model.onnx, sample, args.batch_sizes, args.model_seconds)
         result["model_only_parallel"] = model_only.measure_parallel(
-            model.onnx, sample, model_only.BATCH_SIZES, args.model_seconds, sessions=settings.cpu_count
+            model.onnx, sample, args.batch_sizes, args.model_seconds, sessions=settings.cpu_count
         )
         result["model_only"] = model_only.best(result["model_only_one_call"], result["model_only_parallel"])
         result["decode"] = decode.measure(payloads, spec)
