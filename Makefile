@@ -3,6 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_SERVE := $(VENV)/.serve-installed
 STAMP_DEV := $(VENV)/.dev-installed
+STAMP_BENCH := $(VENV)/.bench-installed
 
 .PHONY: run test lint bench clean
 
@@ -19,6 +20,10 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@ $(STAMP_SERVE)
 
+$(STAMP_BENCH): pyproject.toml $(STAMP_DEV)
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	touch $@
+
 run: $(STAMP_SERVE)
 	$(BIN)/image-utility serve
 
@@ -30,7 +35,7 @@ lint: $(STAMP_DEV)
 	$(BIN)/ruff check app training tests bench
 	$(BIN)/ruff format --check app training tests bench
 
-bench: $(STAMP_DEV)
+bench: $(STAMP_BENCH)
 	$(BIN)/python -m bench.run
 
 clean:

@@ -68,7 +68,7 @@ class ModelRegistry:
             max_batch_size=s.max_batch_size,
             max_wait_ms=s.max_wait_ms,
             queue_size=s.queue_size,
-            instances=s.instances,
+            instances=s.inference_instances(model.provider),
             observer=metrics.batch_observer(model.name),
         )
         batcher.start()

@@ -32,9 +32,15 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     default_model: str | None = None
     providers: Annotated[list[str], NoDecode] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per session; 0 = one per core")
-    instances: int = Field(1, ge=1, le=16, description="concurrent inference calls per model")
-    max_batch_size: int = Field(16, ge=1, le=1024)
+    # One thread per call and one call per core on CPU: no intra-op barriers for decode threads to
+    # stall, about a quarter less CPU per image than one call on every core (docs/performance.md).
+    intra_op_threads: int = Field(1, ge=0, le=256, description="onnxruntime threads per call; 0 = one per core")
+    instances: int = Field(
+        0, ge=0, le=64, description="concurrent model calls; 0 = cores / intra_op_threads on CPU, 1 on GPU"
+    )
+    # A single-threaded call on a batch of B takes B times one image (CPU cost per image is flat from
+    # batch 4 up), and every request in it waits for all of it: 8 bounds that tail (docs/performance.md).
+    max_batch_size: int = Field(8, ge=1, le=1024)
     max_wait_ms: float = Field(4.0, ge=0.0, le=1000.0)
     queue_size: int = Field(256, ge=1, le=100_000)
     request_timeout_s: float = Field(10.0, gt=0.0, le=600.0)
@@ -95,6 +101,15 @@ class Settings(BaseSettings):
     @property
     def decode_threads(self) -> int:
         return self.decode_workers or self.cpu_count
+
+    def inference_instances(self, provider: str) -> int:
+        """Concurrent model calls: as set, else enough single-threaded calls to fill the cores (CPU)."""
+        if self.instances:
+            return self.instances
+        if provider != "CPUExecutionProvider":
+            return 1
+        threads = self.intra_op_threads or self.cpu_count
+        return max(1, self.cpu_count // threads)
 
 
 @lru_cache

@@ -46,3 +46,18 @@ def test_every_setting_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     missing = [f"UTILITY_{name.upper()}" for name in Settings.model_fields if f"UTILITY_{name.upper()}" not in readme]
     assert not missing, f"README lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    ("env", "provider", "cpus", "want"),
+    [
+        pytest.param({}, "CPUExecutionProvider", 2, 2, id="default-cpu: one single-threaded call per core"),
+        pytest.param({}, "CUDAExecutionProvider", 16, 1, id="default-gpu: one call"),
+        pytest.param({"intra_op_threads": 0}, "CPUExecutionProvider", 8, 1, id="all-core calls: one at a time"),
+        pytest.param({"intra_op_threads": 2}, "CPUExecutionProvider", 8, 4, id="two threads each"),
+        pytest.param({"instances": 3}, "CPUExecutionProvider", 2, 3, id="explicit"),
+    ],
+)
+def test_inference_instances(env, provider, cpus, want, monkeypatch):
+    monkeypatch.setattr(Settings, "cpu_count", property(lambda self: cpus))
+    assert Settings(**env).inference_instances(provider) == want

@@ -1,0 +1,61 @@
+"""The bench harness against a real server: load generator clients, metric deltas, bounded runs.
+
+Speed goals live in ``bench/results``, not here: these tests only check that the harness measures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import RED, image_bytes
+
+from bench import model_only, service
+from bench.load import check_loopback
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    d = tmp_path / "img"
+    d.mkdir()
+    for i in range(4):
+        (d / f"{i}.jpg").write_bytes(image_bytes(RED, size=(64 + i, 48)))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("client", "multipart"),
+    [
+        pytest.param("raw", None, id="raw-body"),
+        pytest.param("raw", "file", id="raw-multipart"),
+        pytest.param("httpx", None, id="httpx-body"),
+    ],
+)
+def test_measure_reports_throughput_split_and_cpu(models_dir: Path, images: Path, tmp_path: Path, client, multipart):
+    with service.our_service(models_dir, {"UTILITY_MAX_WAIT_MS": "2"}, tmp_path / "s.log") as (base, pid):
+        r = service.measure(base, pid, images, concurrency=4, seconds=1.0, multipart=multipart, client=client)
+    assert r["client"] == client
+    assert r["ok"] > 0 and r["requests"] == r["ok"], r["statuses"]
+    assert r["decode_count"] == r["queue_count"] == r["ok"]  # the histogram deltas cover this run only
+    assert r["batch_total_s"] == r["ok"]  # utility_batch_size sums the images
+    assert 1 <= r["batch_mean"] <= 4
+    assert sum(r["batch_histogram_le"].values()) == r["batch_count"]
+    assert r["server_cpu_s"] > 0 and r["client_cpu_s"] > 0
+    assert r["seconds"] < 10
+
+
+def test_load_generator_refuses_non_loopback_targets():
+    with pytest.raises(SystemExit):
+        check_loopback("http://192.0.2.1:8000/utility")
+    check_loopback("http://127.0.0.1:8000/utility")
+
+
+def test_model_only_measures_each_batch_size(models_dir: Path):
+    sample = np.zeros((2, 3, 32, 32), dtype=np.float32)
+    rows = model_only.measure(models_dir / "tiny" / "1" / "model.onnx", sample, (1, 4), seconds=0.05)
+    assert [r["batch_size"] for r in rows] == [1, 4]
+    assert all(r["images_per_s"] > 0 and r["calls"] >= 2 for r in rows)
+    lo, hi = sorted(r["images_per_s"] for r in rows)
+    assert model_only.interpolate(rows, 1) == rows[0]["images_per_s"]
+    assert lo <= model_only.interpolate(rows, 2.5) <= hi
