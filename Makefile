@@ -18,6 +18,8 @@ $(STAMP_SERVE): pyproject.toml | $(BIN)/python
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
+	# mtcnn-face labeler: facenet-pytorch pins torch<2.3, so it goes in without its dependencies
+	$(BIN)/pip install -q --no-deps "facenet-pytorch==2.6.0" requests
 	touch $@ $(STAMP_SERVE)
 
 $(STAMP_BENCH): pyproject.toml $(STAMP_DEV)

@@ -1,7 +1,7 @@
 """int8 variants for speed: find the bundled one, or quantise a model the way training does.
 
 Training (``training/quantize.py``) makes static int8 QDQ models with per-channel int8 weights and
-uint8 activations, calibrated on training images through ``preprocess_bytes``. The same recipe here,
+uint8 activations, calibrated on training images through ``preprocess_bytes``. The same function here,
 calibrated on the bench photos, gives an int8 stand-in whose *speed* is representative; its accuracy
 means nothing (random weights). The bundled models' accuracy lives in their model cards.
 """
@@ -34,10 +34,10 @@ class _Reader:
 def quantize_folder(fp32_folder: Path, out_models: Path, calib: np.ndarray) -> Path:
     """fp32 model folder -> ``out_models/<name>-int8`` (same metadata, config and card)."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import CalibrationDataReader
 
     from app.contract import latest_version_dir
+    from training.quantize import quantize  # onnxruntime only, no torch
 
     src_version = latest_version_dir(fp32_folder)
     folder = out_models / f"{fp32_folder.name}-int8"
@@ -49,21 +49,9 @@ def quantize_folder(fp32_folder: Path, out_models: Path, calib: np.ndarray) -> P
         if (fp32_folder / extra).exists():
             shutil.copy(fp32_folder / extra, folder / extra)
     src = src_version / "model.onnx"
-    prepared = out.with_name("prep.onnx")
-    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
     input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
-    reader = _Reader([calib[i : i + 8] for i in range(0, len(calib), 8)], input_name)
     CalibrationDataReader.register(_Reader)
-    quantize_static(
-        str(prepared),
-        str(out),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        activation_type=QuantType.QUInt8,
-    )
-    prepared.unlink(missing_ok=True)
+    quantize(src, out, _Reader([calib[i : i + 8] for i in range(0, len(calib), 8)], input_name))
     # quantize_static keeps the graph but not always the metadata: copy the contract over.
     model, meta = onnx.load(str(out)), onnx.load(str(src), load_external_data=False).metadata_props
     onnx.helper.set_model_props(model, {p.key: p.value for p in meta})

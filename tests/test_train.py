@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +149,33 @@ def test_init_starts_from_another_utility_checkpoint(trained: Path, manifest: Pa
     assert train.main([*argv, "--init", str(trained / "best.pt")]) == 0
     start = torch.load(trained / "best.pt", weights_only=False)["model"]
     assert torch.equal(_weights(run)["conv1.weight"], start["conv1.weight"])
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume_gives_the_same_weights(
+    manifest: Path, trained: Path, tmp_path: Path
+) -> None:
+    """A supervisor that restarts `train --resume auto` after each SIGKILL ends where a straight run ends."""
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "training.train", str(manifest), "--output-dir", str(run), "--epochs", "2"]
+    command += [*FAST, "--resume", "auto"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    delays = random.Random(7).sample([1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 8.0], 4)
+    kills = 0
+    for delay in [*delays, None]:  # the last attempt runs to the end
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            rc = proc.wait(timeout=delay if delay is not None else 300)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert rc == 0
+        if (run / "checkpoint.pt").is_file() and torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == 2:
+            break
+    assert kills >= 1, "no attempt was killed: the delays are too long for this machine"
+    a, b = _weights(trained), _weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2]
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") or ".tmp" in p.name]

@@ -63,6 +63,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete what a killed writer left of its temporary files (only one writer per folder)."""
+    for tmp in folder.glob(".*.tmp"):
+        log.info("removing %s, left by an interrupted write", tmp.name)
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = _tmp_beside(path)
     try:

@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,15 @@ import torch
 
 from app.contract import TASKS
 from app.preprocess import PreprocessSpec
-from training.common import atomic_torch_save, epoch_generator, git_commit, seed_everything, setup_logging, write_json
+from training.common import (
+    atomic_torch_save,
+    epoch_generator,
+    git_commit,
+    remove_stale_temporaries,
+    seed_everything,
+    setup_logging,
+    write_json,
+)
 from training.curves import plot_history
 from training.data import load_split, read_manifest, side_files, split_validation, summarize
 from training.loop import BALANCING, evaluate, train_one_epoch
@@ -186,6 +193,7 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         log.info("test: %s", format_metrics(metrics))
         return {"test": metrics}
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(args.output_dir)
     for epoch in range(len(state["history"]) + 1, args.epochs + 1):
         t0 = time.perf_counter()
         gen = epoch_generator(args.seed, epoch)
@@ -223,13 +231,14 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
             row["train"]["images"] / row["seconds"],
             ", best so far" if better else "",
         )
-        ckpt_path = args.output_dir / "checkpoint.pt"
-        atomic_torch_save(checkpoint(model, optimizer, scheduler, epoch, args, state), ckpt_path)
+        # checkpoint.pt last: a kill before it replays this epoch (deterministically), so best.pt
+        # and history.json can never lag behind the checkpoint a resume starts from
+        ckpt = checkpoint(model, optimizer, scheduler, epoch, args, state)
         if better:
-            shutil.copyfile(ckpt_path, args.output_dir / "best.tmp")
-            (args.output_dir / "best.tmp").replace(args.output_dir / "best.pt")
+            atomic_torch_save(ckpt, args.output_dir / "best.pt")
         write_json(args.output_dir / "history.json", state["history"])
         plot_history(state["history"], args.output_dir / "curve.png")
+        atomic_torch_save(ckpt, args.output_dir / "checkpoint.pt")
     summary = {k: state[k] for k in ("best", "wall_s", "data", "commit")}
     write_json(args.output_dir / "summary.json", summary)
     return state
