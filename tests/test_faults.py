@@ -123,7 +123,8 @@ async def test_an_exception_inside_inference_fails_that_batch_with_500_and_the_n
     """A real ONNX model that onnxruntime fails on (a data-dependent Reshape), no monkeypatching."""
     make_tiny_model(tmp_path, "fragile", fail_on_green=True)
     caplog.set_level(logging.ERROR)
-    async with serve(make_settings(tmp_path, max_batch_size=4, max_wait_ms=300)) as c:
+    # one model instance, so the four requests cannot be spread over two batches
+    async with serve(make_settings(tmp_path, max_batch_size=4, max_wait_ms=300, instances=1)) as c:
         red, green = image_bytes(RED), image_bytes(GREEN)
 
         async def post(data: bytes, rid: str) -> httpx.Response:
