@@ -47,12 +47,19 @@ class ImageTooLargeError(ValueError):
     """The image declares more pixels than allowed (413)."""
 
 
+RESIZE_MODES = ("shorter", "stretch", "crop")
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """How raw pixels become the network input. Serialised into the ONNX metadata.
 
     ``resize="shorter"`` scales the shorter side to ``size`` and centre-crops a square;
     ``resize="stretch"`` scales the whole image to ``size`` x ``size``.
+    ``resize="crop"`` centre-crops ``size`` x ``size`` at native resolution, aligned on the 8x8
+    JPEG block grid (no scaling, no JPEG draft), so compression artefacts reach the network as the
+    encoder left them; an image whose
+    shorter side is below ``size`` is scaled up to it first.
     ``jpeg_draft`` lets libjpeg decode JPEGs at 1/2, 1/4 or 1/8 scale (DCT-domain) when the
     result still covers ``size``; it changes pixels slightly, which is why training uses it too.
     """
@@ -68,8 +75,8 @@ class PreprocessSpec:
     def __post_init__(self) -> None:
         if self.size < 8:
             raise ValueError(f"size must be >= 8, got {self.size}")
-        if self.resize not in ("shorter", "stretch"):
-            raise ValueError(f"resize must be 'shorter' or 'stretch', got {self.resize!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
         if self.interpolation not in _INTERPOLATION:
             raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -130,7 +137,7 @@ def decode_image(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000
     """Decode to an upright RGB image: first frame, EXIF orientation, any mode to RGB."""
     img = open_image(data, max_pixels)
     try:
-        if spec.jpeg_draft and img.format in ("JPEG", "MPO"):
+        if spec.jpeg_draft and spec.resize != "crop" and img.format in ("JPEG", "MPO"):
             img.draft("RGB", (spec.size, spec.size))
         img.seek(0)
         img.load()
@@ -146,6 +153,10 @@ def _crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, flo
     if spec.resize == "stretch":
         return (0.0, 0.0, float(width), float(height))
     side = min(width, height)
+    if spec.resize == "crop" and side >= spec.size:
+        # on JPEG's 8x8 block grid, so block edges sit at the same place in every crop
+        left, top = (width - spec.size) // 2 // 8 * 8, (height - spec.size) // 2 // 8 * 8
+        return (float(left), float(top), float(left + spec.size), float(top + spec.size))
     left = (width - side) / 2.0
     top = (height - side) / 2.0
     return (left, top, left + side, top + side)
@@ -154,7 +165,10 @@ def _crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, flo
 def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """Resize (+ centre crop) and normalise an RGB image into a float32 CHW array."""
     box = _crop_box(img.width, img.height, spec)
-    resized = img.resize((spec.size, spec.size), _INTERPOLATION[spec.interpolation], box=box)
+    if spec.resize == "crop" and box[2] - box[0] == spec.size and box[3] - box[1] == spec.size:
+        resized = img.crop(tuple(int(v) for v in box))  # native pixels, no resampling
+    else:
+        resized = img.resize((spec.size, spec.size), _INTERPOLATION[spec.interpolation], box=box)
     arr = np.asarray(resized, dtype=np.float32) * np.float32(1.0 / 255.0)
     mean = np.asarray(spec.mean, dtype=np.float32)
     inv_std = np.float32(1.0) / np.asarray(spec.std, dtype=np.float32)

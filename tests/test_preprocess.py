@@ -111,6 +111,21 @@ def test_spec_round_trips_and_validates():
             PreprocessSpec(**bad)
 
 
+def test_crop_mode_keeps_native_jpeg_pixels_on_the_block_grid():
+    """resize='crop': the network sees the decoder's own pixels (no draft, no resampling)."""
+    photo = skdata.astronaut()[:301, :451]  # odd sizes: the centre is off the 8x8 grid
+    data = encode(Image.fromarray(photo), "JPEG", quality=10)
+    spec = PreprocessSpec(size=128, resize="crop", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    x = preprocess_bytes(data, spec)
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+    left, top = (451 - 128) // 2 // 8 * 8, (301 - 128) // 2 // 8 * 8
+    assert left % 8 == 0 and top % 8 == 0
+    np.testing.assert_allclose(x.transpose(1, 2, 0) * 255, decoded[top : top + 128, left : left + 128], atol=1e-3)
+    # smaller than the crop: scaled up to it, like 'shorter'
+    small = encode(Image.fromarray(photo[:90, :100]), "PNG")
+    assert preprocess_bytes(small, spec).shape == (3, 128, 128)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     w=st.integers(1, 300),

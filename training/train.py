@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from app.contract import TASKS
-from app.preprocess import PreprocessSpec
+from app.preprocess import RESIZE_MODES, PreprocessSpec
 from training.common import (
     atomic_torch_save,
     epoch_generator,
@@ -51,7 +51,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASKS, default="classification", help="machine task the labels are for")
     g = p.add_argument_group("preprocessing (written into the model contract)")
     g.add_argument("--size", type=int, default=128, help="network input side in pixels")
-    g.add_argument("--resize", choices=("shorter", "stretch"), default="shorter")
+    g.add_argument("--resize", choices=RESIZE_MODES, default="shorter")
     g.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic", "lanczos"), default="bilinear")
     g.add_argument("--no-jpeg-draft", dest="jpeg_draft", action="store_false", help="full-size JPEG decoding")
     g = p.add_argument_group("optimisation")
