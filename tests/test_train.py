@@ -179,3 +179,9 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_weights(
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2]
     assert not [p.name for p in run.iterdir() if p.name.startswith(".") or ".tmp" in p.name]
+
+
+def test_a_new_select_metric_restarts_the_choice_of_best() -> None:
+    best = {"epoch": 2, "metric": "accuracy", "value": 0.75}
+    assert not train.is_better({"accuracy": 0.70, "balanced_accuracy": 0.70}, best, "accuracy")
+    assert train.is_better({"accuracy": 0.60, "balanced_accuracy": 0.60}, best, "balanced_accuracy")

@@ -68,7 +68,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--init", type=Path, default=None, help="start from the weights of another utility checkpoint")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--val-fraction", type=float, default=0.1, help="training sources held out to pick the best epoch")
-    g.add_argument("--select-metric", choices=("accuracy", "balanced_accuracy", "auroc"), default="accuracy")
+    g.add_argument(
+        "--select-metric",
+        choices=("accuracy", "balanced_accuracy", "auroc"),
+        default="balanced_accuracy",
+        help="chooses best.pt on the val split; plain accuracy favours always-useful models on skewed labels",
+    )
     g = p.add_argument_group("runtime")
     g.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
@@ -146,7 +151,8 @@ def checkpoint(
 
 
 def is_better(metrics: dict[str, Any], best: dict[str, Any] | None, key: str) -> bool:
-    return best is None or metrics[key] > best["value"]
+    # a resume with another --select-metric starts the race again: old epochs' weights are gone
+    return best is None or best.get("metric", key) != key or metrics[key] > best["value"]
 
 
 def run(args: argparse.Namespace, given: set[str] | None = None, command: str = "") -> dict[str, Any]:
