@@ -111,6 +111,9 @@ def test_resume_continues_exactly(manifest: Path, trained: Path, tmp_path: Path)
     assert all(torch.equal(a[k], b[k]) for k in a)
     history = json.loads((interrupted / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
+    # the extending resume is part of the recipe the model card prints
+    command = torch.load(interrupted / "checkpoint.pt", weights_only=False)["command"]
+    assert command.count("\n") == 1 and command.splitlines()[1].endswith("--resume auto --epochs 2")
 
 
 def test_test_only_evaluates_a_checkpoint(trained: Path, capsys: pytest.CaptureFixture) -> None:

@@ -194,6 +194,8 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
             scheduler.T_max = max(args.epochs, 1)
         torch.set_rng_state(ckpt["rng"])
         state.update({k: ckpt[k] for k in ("history", "best", "wall_s", "command", "commit") if k in ckpt})
+        if given and given - set(RUNTIME):  # a resume that changes the run (--epochs ...) is part of its recipe
+            state["command"] = "\n".join(filter(None, [ckpt.get("command"), command]))
     if args.test_only:
         metrics = evaluate(model, splits["test"], spec, channels_last=args.channels_last)
         log.info("test: %s", format_metrics(metrics))
