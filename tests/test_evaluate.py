@@ -111,6 +111,14 @@ def test_claims_from_fake_results(acc: float, singles: list[float], first: str, 
     assert [r["verdict"] for r in fig1] == ["supported", "supported"]  # psnr 0.7 < 0.8; p_useful 0.9 > 0.7
 
 
+def test_a_held_out_network_without_headroom_measures_nothing() -> None:
+    res = fake_results(0.95, [0.9])
+    res["intra_task"].update(unfiltered={"accuracy": 0.0, "levels": {}}, all_pristine={"accuracy": 0.0})
+    by_claim = {r["claim"].split(":")[0]: r for r in claims(res)}
+    assert by_claim["Fig. 2(a)"]["verdict"] == by_claim["Table III"]["verdict"] == "not measured"
+    assert by_claim["Fig. 2(a)"]["ours"].startswith("no headroom: net2 scores 0.0 % distorted, 0.0 % all pristine")
+
+
 def test_write_report_starts_with_claims_table(tmp_path: Path) -> None:
     path = write_report(fake_results(0.95, [0.9]), tmp_path)
     lines = path.read_text().splitlines()

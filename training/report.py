@@ -142,8 +142,13 @@ def _fig2_claims(res: dict, p: dict) -> list[dict[str, str]]:
     key = "accuracy" if res["task"] == "classification" else "map"
     show = pct if key == "accuracy" else num
     fig = "Fig. 2(a)" if res["task"] == "classification" else "Fig. 2(b)"
-    if not it.get("available"):
-        why = it.get("reason", "not run")
+    why = None if it.get("available") else it.get("reason", "not run")
+    if why is None:
+        before, upper = it["unfiltered"][key], it.get("all_pristine", {}).get(key)
+        if upper is not None and before is not None and upper <= before:
+            # a filter can only swap in pristine images: with nothing to gain there, no claim is testable
+            why = f"no headroom: {it['network']} scores {show(before)} distorted, {show(upper)} all pristine"
+    if why is not None:
         return [
             {
                 "claim": f"{fig}: the filter improves a network not used for labelling",
@@ -176,7 +181,9 @@ def _fig2_claims(res: dict, p: dict) -> list[dict[str, str]]:
             "claim": f"{p['inter']}: the other task's predictor as filter is within ~2 % (relative) "
             "of the same-task one",
             "paper": f"{show(p['same'])} vs {show(p['cross'])} ({abs(p['same'] - p['cross']) / p['same']:.1%})",
-            "ours": f"{show(same)} vs {show(cross)} ({rel:.1%})" if rel is not None else "no --other-model",
+            "ours": f"{show(same)} vs {show(cross)} ({rel:.1%})" if rel is not None else "no --other-model"
+            if cross is None
+            else f"{show(same)} vs {show(cross)}",
             "verdict": _verdict(None if rel is None else rel <= 0.02, partly=rel is not None and rel <= 0.05),
         }
     )
