@@ -111,6 +111,14 @@ def test_claims_from_fake_results(acc: float, singles: list[float], first: str, 
     assert [r["verdict"] for r in fig1] == ["supported", "supported"]  # psnr 0.7 < 0.8; p_useful 0.9 > 0.7
 
 
+def test_combined_labels_at_the_singles_budget_decide_too() -> None:
+    res = fake_results(0.95, [0.9])
+    res["predictors"].append({"labels": "label", "column": "label", "n": 10, "balanced_accuracy": 0.85, "auroc": 0.8})
+    row = claims(res)[1]
+    assert row["verdict"] == "partly" and "at the singles' budget: 85.0 %" in row["ours"]
+    assert "(net0)" in row["ours"]  # the 'label' row is never the best single labeler
+
+
 def test_a_held_out_network_without_headroom_measures_nothing() -> None:
     res = fake_results(0.95, [0.9])
     res["intra_task"].update(unfiltered={"accuracy": 0.0, "levels": {}}, all_pristine={"accuracy": 0.0})

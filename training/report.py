@@ -75,14 +75,20 @@ def claims(res: dict[str, Any]) -> list[dict[str, str]]:
     # single labelers only: a 'label' row is the combined labels at another training budget
     singles = [r for r in res["predictors"][1:] if r.get("balanced_accuracy") is not None and r["column"] != "label"]
     best = max(singles, key=lambda r: r["balanced_accuracy"], default=None)
+    ours, wins = "no single-labeler predictor given", None
+    if best is not None and acc is not None:
+        ours = f"balanced {pct(acc)} vs best single {pct(best['balanced_accuracy'])} ({best['labels']})"
+        wins = [acc > best["balanced_accuracy"]]
+        matched = next((r for r in res["predictors"][1:] if r["column"] == "label"), None)
+        if matched is not None and matched.get("balanced_accuracy") is not None:
+            ours += f"; the combined labels at the singles' budget: {pct(matched['balanced_accuracy'])}"
+            wins.append(matched["balanced_accuracy"] > best["balanced_accuracy"])
     rows.append(
         {
             "claim": f"{p['table']}: combined labels train a better predictor than any single labeler",
             "paper": f"{pct(p['combined'])} vs best single {pct(p['best_single'][1])} ({p['best_single'][0]})",
-            "ours": f"balanced {pct(acc)} vs best single {pct(best['balanced_accuracy'])} ({best['labels']})"
-            if best
-            else "no single-labeler predictor given",
-            "verdict": _verdict(None if best is None or acc is None else acc > best["balanced_accuracy"]),
+            "ours": ours,
+            "verdict": _verdict(None if wins is None else all(wins), partly=bool(wins) and any(wins)),
         }
     )
     rows += _fig1_claims(res)
