@@ -58,8 +58,7 @@ class PreprocessSpec:
     ``resize="stretch"`` scales the whole image to ``size`` x ``size``.
     ``resize="crop"`` centre-crops ``size`` x ``size`` at native resolution, aligned on the 8x8
     JPEG block grid (no scaling, no JPEG draft), so compression artefacts reach the network as the
-    encoder left them; an image whose
-    shorter side is below ``size`` is scaled up to it first.
+    encoder left them; an image whose shorter side is below ``size`` is scaled up to it first.
     ``jpeg_draft`` lets libjpeg decode JPEGs at 1/2, 1/4 or 1/8 scale (DCT-domain) when the
     result still covers ``size``; it changes pixels slightly, which is why training uses it too.
     """
