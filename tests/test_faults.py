@@ -247,9 +247,12 @@ def test_sighup_reloads_every_model_and_a_failed_reload_keeps_the_old_one(tmp_pa
 def test_open_loop_overload_gets_only_200_and_429_and_service_is_back_right_after(tmp_path: Path):
     from bench.overload import Service, open_loop, probe
 
-    make_tiny_model(tmp_path, "slow", slow_matmuls=20)  # ~100 ms per batch of 4: at most ~40 images/s
+    # 100 matmuls of 512x512: ~0.1-0.5 s per batch of 4 on one thread, so at most ~40 images/s even on a quiet
+    # machine (one instance, one thread) against the 100 requests/s offered
+    make_tiny_model(tmp_path, "slow", slow_matmuls=100)
     queue, batch = 8, 4
-    svc = Service(tmp_path, tmp_path / "server.log", UTILITY_QUEUE_SIZE=str(queue), UTILITY_MAX_BATCH_SIZE=str(batch))
+    limits = {"UTILITY_QUEUE_SIZE": str(queue), "UTILITY_MAX_BATCH_SIZE": str(batch), "UTILITY_INSTANCES": "1"}
+    svc = Service(tmp_path, tmp_path / "server.log", **limits, UTILITY_INTRA_OP_THREADS="1")
     try:
         svc.wait_ready(60)
         rss_before = svc.rss_mb()
