@@ -21,7 +21,6 @@ import os
 import platform
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from bench.common import dump
 from bench.load import check_loopback, run_load
+from bench.service import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_IN_FLIGHT = 2000  # client-side bound: arrivals beyond it are counted as 'client_dropped', not sent
@@ -54,12 +55,6 @@ def payloads(n: int = 8, size: tuple[int, int] = (640, 480)) -> list[bytes]:
 
 
 # ---- the service under test ----
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Service:
@@ -270,11 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     log_text = (logs / "overload.log").read_text()
     result["server_log_errors"] = sum('"level": "ERROR"' in line for line in log_text.splitlines())
     result["machine_after"] = machine()
-    text = json.dumps(result, indent=2)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+        dump(args.json, result)
+    print(json.dumps(result, indent=2))
     bad = [p for p in result["phases"] if set(p["statuses"]) - {"200", "429"} or p["retry_after_missing"]]
     return 1 if bad else 0
 

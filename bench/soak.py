@@ -15,6 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from bench.common import dump
 from bench.load import run_load
 from bench.overload import Service, machine, open_loop, payloads, probe, raise_fd_limit, stand_in
 
@@ -73,11 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         result["exit_code"] = svc.stop()
     result["machine_after"] = machine()
-    text = json.dumps(result, indent=2)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+        dump(args.json, result)
+    print(json.dumps(result, indent=2))
     return 0 if set(result.get("statuses", {})) <= {"200"} else 1
 
 

@@ -14,6 +14,17 @@ from app.contract import ModelContract, config_pbtxt
 from app.preprocess import PreprocessSpec
 
 TINY_SIZE = 32
+# the Prometheus series the service exports from its first request (gate series appear once the gate is used)
+METRIC_CONTRACT = (
+    "utility_requests_total",
+    "utility_request_duration_seconds_bucket",
+    "utility_queue_wait_seconds_bucket",
+    "utility_inference_duration_seconds_bucket",
+    "utility_batch_size_bucket",
+    "utility_queue_depth",
+    "utility_predictions_total",
+    "utility_model_info",
+)
 
 
 def make_tiny_model(

@@ -17,24 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from support import BLUE, RED, image_bytes, make_tiny_model
+from support import BLUE, METRIC_CONTRACT, RED, image_bytes, make_tiny_model
 from test_deploy_support import DOCKER, free_port, image_entry_command, need_tool, run, running, wait_until
 
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "image-utility.json"
 RULES = sorted((DOCKER / "prometheus").glob("*.yml"))
 JPEG = {"content-type": "image/jpeg"}
 WAVES = 2  # of traffic(red=3, blue=2, gate=True), each after a scrape
-CONTRACT = (
-    "utility_requests_total",
-    "utility_request_duration_seconds_bucket",
-    "utility_queue_wait_seconds_bucket",
-    "utility_inference_duration_seconds_bucket",
-    "utility_batch_size_bucket",
-    "utility_queue_depth",
-    "utility_predictions_total",
-    "utility_model_info",
-    "utility_gate_requests_total",
-)
+CONTRACT = (*METRIC_CONTRACT, "utility_gate_requests_total")
 
 
 def loopback_config(service_port: int, prom_port: int) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import make_settings, metric_value, serve
 from PIL import Image
-from support import BLUE, RED, image_bytes, make_tiny_model
+from support import BLUE, METRIC_CONTRACT, RED, image_bytes, make_tiny_model
 
 pytestmark = pytest.mark.anyio
 
@@ -242,16 +242,7 @@ async def test_models_and_metrics_describe_the_service(client):
     assert model["input_size"] == [3, 32, 32] and model["task"] == "classification"
     assert model["preprocessing"]["mean"] == [0.5, 0.5, 0.5] and model["training"]["note"]
     text = (await client.get("/metrics")).text
-    for name in (
-        "utility_requests_total",
-        "utility_request_duration_seconds_bucket",
-        "utility_queue_wait_seconds_bucket",
-        "utility_inference_duration_seconds_bucket",
-        "utility_batch_size_bucket",
-        "utility_queue_depth",
-        "utility_predictions_total",
-        "utility_model_info",
-    ):
+    for name in METRIC_CONTRACT:
         assert name in text, name
     assert metric_value(text, "utility_requests_total", route="/utility", status="200") >= 1
     assert metric_value(text, "utility_model_info", model="tiny", provider="CPUExecutionProvider") == 1
