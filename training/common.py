@@ -7,7 +7,6 @@ import logging
 import os
 import random
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +46,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _tmp_beside(path: Path) -> Path:
+    # named after the writer's pid, so remove_stale_temporaries can tell a dead writer's leftovers
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
+    return path.with_name(f".{path.name}.tmp.{os.getpid()}")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -63,11 +61,25 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete what a killed writer left of its temporary files (only one writer per folder)."""
-    for tmp in folder.glob(".*.tmp"):
-        log.info("removing %s, left by an interrupted write", tmp.name)
-        tmp.unlink(missing_ok=True)
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete hidden temporaries left by processes that no longer run; returns how many."""
+    removed = 0
+    for tmp in folder.rglob(".*.tmp.*"):
+        pid = tmp.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:

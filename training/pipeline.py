@@ -135,24 +135,3 @@ def read_part(out_dir: Path, source: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
-
-
-def remove_stale_temporaries(out_dir: Path) -> int:
-    """Delete hidden temporaries left by processes that no longer run; returns how many."""
-    removed = 0
-    for tmp in out_dir.rglob(".*.tmp.*"):
-        pid = tmp.name.rsplit(".", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -10,11 +10,12 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from training.common import remove_stale_temporaries
 from training.groundtruth import ImagenetWnid, load_ground_truth
 from training.labelers import build_labeler
 from training.manifest import assign_splits
 from training.outdir import claim, finalize, read_sources
-from training.pipeline import Job, label_source, part_path, reference_kind, remove_stale_temporaries
+from training.pipeline import Job, label_source, part_path, reference_kind
 from training.utility import UtilityRule
 
 logger = logging.getLogger("training.label")

@@ -201,7 +201,8 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         log.info("test: %s", format_metrics(metrics))
         return {"test": metrics}
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(args.output_dir)
+    if removed := remove_stale_temporaries(args.output_dir):
+        log.info("removed %d temporary files left by an interrupted run", removed)
     for epoch in range(len(state["history"]) + 1, args.epochs + 1):
         t0 = time.perf_counter()
         gen = epoch_generator(args.seed, epoch)
