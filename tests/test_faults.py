@@ -158,10 +158,13 @@ def json_logs(text: str) -> list[dict]:
 
 
 def test_sigterm_drains_in_flight_requests_before_exit(tmp_path: Path):
-    make_tiny_model(tmp_path, "slow", slow_matmuls=30)
+    # one instance, one image per model call, ~45 ms a call: ten requests take ~0.5 s to serve
+    make_tiny_model(tmp_path, "slow", slow_matmuls=100)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(tmp_path, port, UTILITY_MAX_BATCH_SIZE="1", UTILITY_MAX_WAIT_MS="0")
+    proc = start_server(
+        tmp_path, port, UTILITY_MAX_BATCH_SIZE="1", UTILITY_MAX_WAIT_MS="0", UTILITY_INSTANCES="1"
+    )
     try:
         wait_ready(base, proc)
         data = image_bytes(RED)
@@ -174,7 +177,9 @@ def test_sigterm_drains_in_flight_requests_before_exit(tmp_path: Path):
                     return r.status_code, time.monotonic()
 
                 tasks = [asyncio.create_task(one()) for _ in range(10)]
-                await asyncio.sleep(0.4)  # all sent and admitted; one model call at a time works through them
+                # the first answer means all ten were sent and admitted; the rest are in flight
+                # (timed on the answer, not on a sleep, so a fast quiet machine cannot finish first)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 sent = time.monotonic()
                 proc.send_signal(signal.SIGTERM)
                 return await asyncio.gather(*tasks), sent
