@@ -6,6 +6,7 @@ into the model's metadata, so the service always prepares pixels exactly as trai
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import warnings
@@ -140,7 +141,7 @@ def decode_image(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000
             img.draft("RGB", (spec.size, spec.size))
         img.seek(0)
         img.load()
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy when there is nothing to turn
         return _to_rgb(img)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError("image has too many pixels") from exc
@@ -168,11 +169,25 @@ def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
         resized = img.crop(tuple(int(v) for v in box))  # native pixels, no resampling
     else:
         resized = img.resize((spec.size, spec.size), _INTERPOLATION[spec.interpolation], box=box)
-    arr = np.asarray(resized, dtype=np.float32) * np.float32(1.0 / 255.0)
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    inv_std = np.float32(1.0) / np.asarray(spec.std, dtype=np.float32)
-    arr = (arr - mean) * inv_std
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    pixels = np.asarray(resized)  # (H, W, 3) uint8
+    lut = normalise_table(spec.mean, spec.std)
+    out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+    for c in range(3):
+        np.take(lut[c], pixels[..., c], out=out[c])
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: the normalised value of every 8-bit level, per channel.
+
+    The same float32 operations as normalising each pixel ((x / 255 - mean) / std, as x * (1/255)
+    then * (1/std)), done once per level, so a lookup gives bit-identical values at a third of the cost.
+    """
+    levels = np.arange(256, dtype=np.float32)[:, None] * np.float32(1.0 / 255.0)
+    inv_std = np.float32(1.0) / np.asarray(std, dtype=np.float32)
+    table = (levels - np.asarray(mean, dtype=np.float32)) * inv_std
+    return np.ascontiguousarray(table.T)
 
 
 def preprocess_bytes(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000) -> np.ndarray:

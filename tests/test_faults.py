@@ -162,9 +162,7 @@ def test_sigterm_drains_in_flight_requests_before_exit(tmp_path: Path):
     make_tiny_model(tmp_path, "slow", slow_matmuls=100)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(
-        tmp_path, port, UTILITY_MAX_BATCH_SIZE="1", UTILITY_MAX_WAIT_MS="0", UTILITY_INSTANCES="1"
-    )
+    proc = start_server(tmp_path, port, UTILITY_MAX_BATCH_SIZE="1", UTILITY_MAX_WAIT_MS="0", UTILITY_INSTANCES="1")
     try:
         wait_ready(base, proc)
         data = image_bytes(RED)

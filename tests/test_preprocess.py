@@ -17,6 +17,7 @@ from app.preprocess import (
     PreprocessSpec,
     decode_image,
     preprocess_bytes,
+    to_tensor,
 )
 
 SPEC = PreprocessSpec(size=64)
@@ -32,6 +33,25 @@ def test_real_photo_gives_normalised_chw_tensor():
     x = preprocess_bytes(encode(Image.fromarray(skdata.astronaut()), "JPEG", quality=90), SPEC)
     assert x.shape == (3, 64, 64) and x.dtype == np.float32
     assert np.isfinite(x).all() and -3 < x.min() < x.max() < 3
+
+
+@pytest.mark.parametrize(
+    ("mean", "std"),
+    [
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ((0.0, 0.1, 0.2), (1.0, 2.0, 0.3)),
+    ],
+)
+def test_table_normalisation_is_bit_identical_to_the_per_pixel_formula(mean, std):
+    """The lookup table must not move a single value the shipped models were trained on."""
+    spec = PreprocessSpec(size=64, mean=mean, std=std)
+    img = Image.fromarray(skdata.astronaut()).resize((64, 64))
+    pixels = np.asarray(img, dtype=np.float32) * np.float32(1.0 / 255.0)
+    reference = (pixels - np.asarray(mean, np.float32)) * (np.float32(1.0) / np.asarray(std, np.float32))
+    x = to_tensor(img, spec)
+    assert x.dtype == np.float32 and x.flags.c_contiguous
+    assert np.array_equal(x, reference.transpose(2, 0, 1))
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from app.registry import ReloadError
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-def require_token(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_token(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
     expected = f"Bearer {settings.admin_token}"
     if not authorization or not secrets.compare_digest(authorization.encode(), expected.encode()):
         raise HTTPException(status_code=401, detail="admin token required", headers={"WWW-Authenticate": "Bearer"})

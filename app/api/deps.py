@@ -1,4 +1,8 @@
-"""Shared route dependencies, read from the app state that the lifespan fills."""
+"""Shared route dependencies, read from the app state that the lifespan fills.
+
+They are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a
+thread hop per dependency per request that cost more CPU than the handler itself.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,15 @@ from app.registry import ModelRegistry
 from app.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def get_assessor(request: Request) -> Assessor:
+async def get_assessor(request: Request) -> Assessor:
     return request.app.state.assessor
 
 
