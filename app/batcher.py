@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.osthreads import name_os_thread
+
 log = logging.getLogger(__name__)
 
 
@@ -69,7 +71,9 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000.0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._instances = instances
-        self._executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix="infer")
+        self._executor = ThreadPoolExecutor(
+            max_workers=instances, thread_name_prefix="infer", initializer=name_os_thread
+        )
         self._observer = observer or BatchObserver()
         self._workers: list[asyncio.Task] = []
         self._closed = False

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from app import metrics
 from app.batcher import BatcherClosedError, QueueFullError
 from app.engine import Prediction
+from app.osthreads import name_os_thread
 from app.preprocess import preprocess_bytes
 from app.registry import ModelRegistry, ServedModel
 
@@ -43,7 +44,9 @@ class Assessor:
         self.registry = registry
         self.max_pixels = registry.settings.max_pixels
         self.timeout = registry.settings.request_timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode")
+        self._pool = ThreadPoolExecutor(
+            max_workers=decode_threads, thread_name_prefix="decode", initializer=name_os_thread
+        )
 
     def model(self, name: str | None) -> ServedModel:
         return self.registry.get(name)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from app.contract import find_model_dirs
 from app.engine import Prediction, UtilityModel
+from app.osthreads import name_os_thread
 from app.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessSpec, preprocess_bytes
 from app.settings import KNOWN_PROVIDERS
 
@@ -108,7 +109,9 @@ class Scorer:
     def rows(self, files: Iterable[Path]) -> Iterator[dict]:
         spec = self.model.spec
         pending: deque[list[tuple[Path, Future]]] = deque()
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="decode", initializer=name_os_thread
+        ) as pool:
             for chunk in _chunks(files, self.batch_size):
                 pending.append([(p, pool.submit(_decode, p, spec, self.max_pixels)) for p in chunk])
                 if len(pending) > PREFETCH_BATCHES:

@@ -120,6 +120,11 @@ def ratios(result: dict) -> dict:
     return out
 
 
+def _by_thread(run: dict) -> str:
+    split = run.get("server_cpu_ms_per_image_by_thread") or {}
+    return ", ".join(f"{role} {ms}" for role, ms in split.items() if ms > 0) or "-"
+
+
 def markdown(result: dict) -> str:
     m, model, ra = result["machine"], result["model"], result["ratios"]
     la = result["loadavg"]
@@ -173,11 +178,13 @@ def markdown(result: dict) -> str:
         "## Service under load (load generator in a second process, 127.0.0.1)",
         "",
         "Mean times per image (decode, queue) and per model call (inference) from the service's own histograms; "
-        "CPU from /proc (server and client processes).",
+        "CPU from /proc (server and client processes), and the server's CPU per image by thread role "
+        "(`loop`: the event loop - HTTP, routing, batching; `decode`: decode + preprocess; "
+        "`infer`: onnxruntime calls).",
         "",
         "| JPEG | body | conc. | images/s | p50 ms | p99 ms | batch mean | batches (<=size: calls) "
-        "| decode ms | queue ms | inference ms | server CPU ms/img | client CPU ms/req | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| decode ms | queue ms | inference ms | server CPU ms/img | by thread ms/img | client CPU ms/req | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in result["service"]["runs"]:
         errors = r["requests"] - r["ok"]
@@ -185,7 +192,7 @@ def markdown(result: dict) -> str:
             f"| {r['images']} | {r['body']} | {r['concurrency']} | {r['throughput_rps']} | {r['p50_ms']} | "
             f"{r['p99_ms']} | {r['batch_mean']} | {r['batch_histogram_le']} | {r['decode_mean_ms']} | "
             f"{r['queue_mean_ms']} | {r['inference_mean_ms']} | {r['server_cpu_ms_per_image']} | "
-            f"{r['client_cpu_ms_per_request']} | {errors} |"
+            f"{_by_thread(r)} | {r['client_cpu_ms_per_request']} | {errors} |"
         )
     if result.get("peer"):
         pc = result["peer"]["config"]

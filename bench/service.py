@@ -124,6 +124,25 @@ def run_load(
     return result
 
 
+_ROLE = re.compile(r"_\d+$")
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of a live process's threads by role: the OS thread name without its ``_N``
+    suffix (the service names its pools ``decode_N`` and ``infer_N``, ``app/osthreads.py``);
+    the main thread, which runs the event loop, as ``loop``. Empty where /proc is missing."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # a thread may end between listdir and read
+                comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+                fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+                role = "loop" if tid == str(pid) else _ROLE.sub("", comm)
+                out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 _SAMPLE = re.compile(r"^(\w+)(?:\{([^}]*)\})?\s+(\S+)$")
 
 
@@ -179,12 +198,16 @@ def measure(
 ) -> dict:
     """One bounded load run against a live server: client figures, server-side split (ours), CPU."""
     before = scrape(base) if metrics else {}
-    cpu0, t0 = proc_cpu_s(pid), time.perf_counter()
+    cpu0, threads0, t0 = proc_cpu_s(pid), thread_cpu_s(pid), time.perf_counter()
     result = run_load(base + path, images, concurrency, seconds, multipart, client)
-    wall, cpu1 = time.perf_counter() - t0, proc_cpu_s(pid)
+    wall, cpu1, threads1 = time.perf_counter() - t0, proc_cpu_s(pid), thread_cpu_s(pid)
     if metrics:
         result.update(split(before, scrape(base)))
+    ok = max(result["ok"], 1)
     result["server_cpu_s"] = round(cpu1 - cpu0, 2)
-    result["server_cpu_ms_per_image"] = round(1000 * (cpu1 - cpu0) / max(result["ok"], 1), 2)
+    result["server_cpu_ms_per_image"] = round(1000 * (cpu1 - cpu0) / ok, 2)
+    result["server_cpu_ms_per_image_by_thread"] = {
+        role: round(1000 * (cpu - threads0.get(role, 0.0)) / ok, 2) for role, cpu in sorted(threads1.items())
+    }
     result["wall_s"] = round(wall, 2)
     return result

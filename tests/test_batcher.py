@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.batcher import Batcher, BatcherClosedError, BatchFailedError, InferenceTimeoutError, QueueFullError
+from app.osthreads import name_os_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +96,13 @@ async def test_queue_bound_and_drain_on_stop():
 def test_bad_parameters_are_refused():
     with pytest.raises(ValueError):
         Batcher(double_first, max_batch_size=0, max_wait_ms=1, queue_size=1)
+
+
+def test_pool_threads_carry_their_name_to_the_os():
+    """top -H, py-spy and the benchmark's CPU split by role read the OS thread name."""
+
+    def comm() -> str:
+        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="decode", initializer=name_os_thread) as pool:
+        assert pool.submit(comm).result() == "decode_0"

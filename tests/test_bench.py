@@ -42,6 +42,9 @@ def test_measure_reports_throughput_split_and_cpu(models_dir: Path, images: Path
     assert 1 <= r["batch_mean"] <= 4
     assert sum(r["batch_histogram_le"].values()) == r["batch_count"]
     assert r["server_cpu_s"] > 0 and r["client_cpu_s"] > 0
+    by_thread = r["server_cpu_ms_per_image_by_thread"]  # named OS threads: the CPU split by role
+    assert {"loop", "decode", "infer"} <= by_thread.keys()
+    assert by_thread["loop"] > 0 and sum(by_thread.values()) <= r["server_cpu_ms_per_image"] + 1.0
     assert r["seconds"] < 10
 
 
