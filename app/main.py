@@ -66,5 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.admin_token:
         app.include_router(admin.router)
     errors.install(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, access_log=settings.access_log)
     return app

@@ -25,9 +25,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, access_log: bool = True) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,13 +59,14 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             metrics.REQUESTS.labels(template, str(status)).inc()
             metrics.REQUEST_DURATION.labels(template).observe(elapsed)
-            log.info(
-                "%s %s %d",
-                scope["method"],
-                template,
-                status,
-                extra={"request_id": request_id, "status": status, "duration_ms": round(elapsed * 1000, 2)},
-            )
+            if self.access_log:
+                log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    template,
+                    status,
+                    extra={"request_id": request_id, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+                )
 
     def _declared_too_large(self, scope: Scope) -> bool:
         length = _header(scope, b"content-length")

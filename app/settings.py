@@ -38,9 +38,10 @@ class Settings(BaseSettings):
     instances: int = Field(
         0, ge=0, le=64, description="concurrent model calls; 0 = cores / intra_op_threads on CPU, 1 on GPU"
     )
-    # A single-threaded call on a batch of B takes B times one image (CPU cost per image is flat from
-    # batch 4 up), and every request in it waits for all of it: 8 bounds that tail (docs/performance.md).
-    max_batch_size: int = Field(8, ge=1, le=1024)
+    # On the bundled int8 model a batch of 16 takes ~50 ms on one thread: at concurrency 64 it gave
+    # 10 % more images/s than 8 at the same p99 (bench/results/sweep-int8.md). For a model ~10x
+    # heavier per image (fp32, 224 px) use 8: every request in a batch waits for all of it.
+    max_batch_size: int = Field(16, ge=1, le=1024)
     max_wait_ms: float = Field(4.0, ge=0.0, le=1000.0)
     queue_size: int = Field(256, ge=1, le=100_000)
     request_timeout_s: float = Field(10.0, gt=0.0, le=600.0)
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     warmup: bool = True
     log_level: str = "INFO"
     log_json: bool = True
+    access_log: bool = Field(True, description="one log line per request (about 0.1 ms of CPU each)")
     admin_token: str | None = Field(None, min_length=16, description="enables /admin routes when set")
     gate_targets: dict[str, AnyHttpUrl] = {}
     gate_timeout_s: float = Field(30.0, gt=0.0, le=600.0)
