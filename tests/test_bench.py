@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from support import RED, image_bytes
 
-from bench import model_only, service
+from app.preprocess import PreprocessSpec
+from bench import floor, model_only, service
 from bench.load import check_loopback
 
 
@@ -62,3 +64,27 @@ def test_model_only_measures_each_batch_size(models_dir: Path):
     lo, hi = sorted(r["images_per_s"] for r in rows)
     assert model_only.interpolate(rows, 1) == rows[0]["images_per_s"]
     assert lo <= model_only.interpolate(rows, 2.5) <= hi
+
+
+@pytest.mark.parametrize("decode", [False, True], ids=["http", "http+decode"])
+def test_floor_server_answers_and_its_cpu_is_accounted(images: Path, tmp_path: Path, decode: bool):
+    spec = PreprocessSpec(size=32).to_json() if decode else None
+    with floor._bare(spec, tmp_path) as (base, pid):
+        assert httpx.post(base + "/utility", content=image_bytes(RED)).json()["useful"] is True
+        r = service.measure(base, pid, images, concurrency=2, seconds=0.5, metrics=False)
+    assert r["ok"] > 0 and r["requests"] == r["ok"]
+    assert ("decode" in r["server_cpu_ms_per_image_by_thread"]) == decode  # the pool exists only to decode
+
+
+def test_floor_best_ratio_is_the_model_share_of_model_plus_floor():
+    run = {"server_cpu_ms_per_image": 1.0, "client_cpu_ms_per_request": 0.2}
+    out = {
+        "model_only_b8_parallel": {"cpu_ms_per_image": 3.0},
+        "runs": {"http+decode": run, "service": {"server_cpu_ms_per_image": 4.5, "client_cpu_ms_per_request": 0.3}},
+    }
+    assert floor.best_ratio(out) == {
+        "model_cpu_ms_per_image": 3.0,
+        "floor_ms_per_image": 1.2,
+        "best_cpu_ratio": 0.714,
+        "service_cpu_ratio": 0.625,
+    }
