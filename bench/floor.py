@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -22,20 +23,23 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from app.osthreads import name_os_thread
+from app.preprocess import PreprocessSpec, preprocess_bytes
 from app.settings import Settings
 from bench import model_only, service
 from bench.common import REPO, default_image_source, dump, loadavg, machine_info, make_jpegs, read_dir, real_batch
 from bench.common import resolve_model as _resolve
+from bench.run import _spec as model_spec
+from bench.run import serve_dir
 
 log = logging.getLogger("bench.floor")
 _ANSWER = b'{"useful":true,"label":"useful","confidence":0.9,"p_useful":0.9,"threshold":0.5}'
 _pool: ThreadPoolExecutor | None = None
 
 
-def _decode(data: bytes) -> None:
-    from app.preprocess import PreprocessSpec, preprocess_bytes
-
-    preprocess_bytes(data, PreprocessSpec.from_json(os.environ["BENCH_FLOOR_SPEC"]))
+@functools.cache
+def _spec() -> PreprocessSpec:
+    return PreprocessSpec.from_json(os.environ["BENCH_FLOOR_SPEC"])
 
 
 async def app(scope, receive, send) -> None:
@@ -50,10 +54,8 @@ async def app(scope, receive, send) -> None:
         more = message.get("more_body", False)
     body = b"".join(chunks)
     if body and os.environ.get("BENCH_FLOOR_SPEC"):
-        from app.osthreads import name_os_thread
-
         _pool = _pool or ThreadPoolExecutor(2, thread_name_prefix="decode", initializer=name_os_thread)
-        await asyncio.get_running_loop().run_in_executor(_pool, _decode, body)
+        await asyncio.get_running_loop().run_in_executor(_pool, preprocess_bytes, body, _spec())
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": _ANSWER})
 
@@ -78,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         work = Path(tmp)
         model = _resolve(args.models_dir, work)
-        from bench.run import _spec, serve_dir
-
-        spec = _spec(model)
+        spec = model_spec(model)
         images = make_jpegs(default_image_source(), work / "img", 48)["224"]
         sample = real_batch(read_dir(images), spec, 16)
         mo = model_only.measure_parallel(model.onnx, sample, (8,), 1.5, sessions=Settings().cpu_count)[0]

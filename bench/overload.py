@@ -34,7 +34,7 @@ from PIL import Image
 
 from bench.common import dump
 from bench.load import check_loopback, run_load
-from bench.service import free_port
+from bench.service import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_IN_FLIGHT = 2000  # client-side bound: arrivals beyond it are counted as 'client_dropped', not sent
@@ -76,17 +76,10 @@ class Service:
         )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"service exited early, see {self.log_path}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise SystemExit("service did not become ready")
+        try:
+            wait_ready(f"{self.base}/readyz", self.proc, timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"{exc}; see {self.log_path}") from None
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
