@@ -5,7 +5,7 @@ STAMP_SERVE := $(VENV)/.serve-installed
 STAMP_DEV := $(VENV)/.dev-installed
 STAMP_BENCH := $(VENV)/.bench-installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean labels
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=...)"; exit 1; }
@@ -42,3 +42,19 @@ bench: $(STAMP_BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# The predictor's labels (docs/training.md, "Reproduce"): every classification collection in
+# ../shared/data, JPEG at the 9 levels + near-pristine qualities + the pristine photo, Lite0/1/2.
+# Two shards per collection at one thread each (faster than one process at two threads).
+# Resumable: run it again after a kill.
+LABELS ?= /work/state/labels
+DATA ?= ../shared/data
+CLS_COLLECTIONS := imagenet-sample imagenet-val imagen pixabay/imagenet-class
+labels: $(STAMP_DEV)
+	@set -e; for c in $(CLS_COLLECTIONS); do \
+	  out=$(LABELS)/$$(echo $$c | tr / -); \
+	  for i in 0 1; do \
+	    $(BIN)/image-utility label $(DATA)/$$c --ground-truth imagenet-wnid --distortions jpeg,jpeg-hq,pristine \
+	      --threads 1 --shard $$i/2 --out $$out & \
+	  done; wait; \
+	done

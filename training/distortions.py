@@ -65,11 +65,28 @@ DISTORTIONS: dict[str, Distortion] = {
     d.name: d
     for d in (
         Distortion("jpeg", "quality", (50, 30, 20, 15, 10, 8, 6, 4, 2), jpeg, "jpg"),
+        # near-pristine qualities, as cameras and web pipelines store photos: these must read as useful
+        Distortion("jpeg-hq", "quality", (95, 90, 80), jpeg, "jpg"),
         Distortion("blur", "sigma", (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), gaussian_blur, "png"),
         Distortion("noise", "sigma", (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 80.0, 100.0, 130.0), gaussian_noise, "png"),
         Distortion("downscale", "factor", (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0), downscale, "png"),
     )
 }
+
+
+# The source photo itself, stored as its own bytes: its decisions are the reference, so it is
+# useful whenever the source counts (the one row every labeller agrees on by definition).
+PRISTINE = "pristine"
+DISTORTIONS[PRISTINE] = Distortion(PRISTINE, "none", (0.0,), lambda img, _v, _rng: b"", "")
+
+
+def levels_of(name: str, wanted: tuple[int, ...]) -> tuple[int, ...]:
+    """The requested levels that ``name`` has (``jpeg-hq`` has 3, ``pristine`` 1); an error if none."""
+    d = get_distortion(name)
+    have = tuple(level for level in wanted if 1 <= level <= len(d.levels))
+    if not have:
+        raise ValueError(f"{name} has levels 1..{len(d.levels)}; none of {list(wanted)} requested")
+    return have
 
 
 def get_distortion(name: str) -> Distortion:

@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 from app import preprocess
 from app.preprocess import PreprocessSpec, decode_image
-from training.distortions import distort, get_distortion
+from training.distortions import PRISTINE, distort, get_distortion, levels_of
 from training.groundtruth import CocoInstances, GroundTruth, ImagenetWnid
 from training.labelers.base import CLASSIFICATION, Labeler
 from training.measure import Facts, classification_facts, detection_facts
@@ -92,7 +92,10 @@ def _coco_classes(labeler: Labeler, truth: CocoInstances) -> frozenset[str]:
 
 
 def _facts(labeler: Labeler, arrays: list[np.ndarray], source: str, job: Job) -> list[Facts]:
-    outputs = labeler.predict(arrays)
+    # the pristine row is the pristine array itself: run each distinct array once
+    distinct = list({id(a): a for a in arrays}.values())
+    by_id = dict(zip((id(a) for a in distinct), labeler.predict(distinct), strict=True))
+    outputs = [by_id[id(a)] for a in arrays]
     use_truth = reference_kind(labeler, job.truth) == "ground-truth"
     if labeler.task == CLASSIFICATION:
         cls = job.truth.class_of(source) if use_truth and isinstance(job.truth, ImagenetWnid) else None
@@ -105,13 +108,18 @@ def _facts(labeler: Labeler, arrays: list[np.ndarray], source: str, job: Job) ->
 
 def label_source(source: str, labelers: list[Labeler], job: Job) -> dict[str, Any]:
     """Distort, label and write one source; returns the part that was written."""
-    pristine = decode_rgb((job.images_dir / source).read_bytes())
+    original = (job.images_dir / source).read_bytes()
+    pristine = decode_rgb(original)
     versions = []
     for name in job.distortions:
-        for level in job.levels:
-            data, ext = distort(pristine, name, level, job.seed, source)
+        for level in levels_of(name, job.levels):
+            if name == PRISTINE:
+                data, ext = original, Path(source).suffix.lstrip(".")
+            else:
+                data, ext = distort(pristine, name, level, job.seed, source)
             versions.append((name, level, data, image_relpath(source, name, level, ext)))
-    arrays = [np.asarray(pristine)] + [np.asarray(decode_rgb(v[2])) for v in versions]
+    reference = np.asarray(pristine)
+    arrays = [reference] + [reference if v[0] == PRISTINE else np.asarray(decode_rgb(v[2])) for v in versions]
     facts = {lab.name: _facts(lab, arrays, source, job) for lab in labelers}
     rows = [
         {
