@@ -49,7 +49,7 @@ clean:
 # Resumable: run it again after a kill.
 LABELS ?= /work/state/labels
 DATA ?= ../shared/data
-CLS_COLLECTIONS := imagenet-sample imagenet-val imagen pixabay/imagenet-class
+CLS_COLLECTIONS := imagenet-sample imagen pixabay/imagenet-class imagenet-val
 labels: $(STAMP_DEV)
 	@set -e; for c in $(CLS_COLLECTIONS); do \
 	  out=$(LABELS)/$$(echo $$c | tr / -); \

@@ -97,14 +97,16 @@ def find_model_dirs(models_dir: Path) -> list[Path]:
     )
 
 
-def config_pbtxt(name: str, input_size: int, max_batch_size: int = 64, preferred: tuple[int, ...] = (8, 16, 32)) -> str:
+def config_pbtxt(
+    name: str, input_size: int, max_batch_size: int = 64, preferred: tuple[int, ...] = (8, 16, 32), channels: int = 3
+) -> str:
     """Triton config for the onnxruntime backend with dynamic batching."""
     prefs = ", ".join(str(b) for b in preferred if b <= max_batch_size)
     return (
         f'name: "{name}"\n'
         'backend: "onnxruntime"\n'
         f"max_batch_size: {max_batch_size}\n"
-        f'input [ {{ name: "input" data_type: TYPE_FP32 dims: [ 3, {input_size}, {input_size} ] }} ]\n'
+        f'input [ {{ name: "input" data_type: TYPE_FP32 dims: [ {channels}, {input_size}, {input_size} ] }} ]\n'
         'output [ { name: "logits" data_type: TYPE_FP32 dims: [ 2 ] } ]\n'
         f"dynamic_batching {{ preferred_batch_size: [ {prefs} ] max_queue_delay_microseconds: 2000 }}\n"
         "instance_group [ { kind: KIND_AUTO count: 1 } ]\n"

@@ -78,8 +78,9 @@ class UtilityModel:
 
     def _check_input_shape(self, shape: list) -> None:
         size = self.spec.size
-        if len(shape) != 4 or shape[1] != 3:
-            raise ContractError(f"{self.path}: input must be NCHW with 3 channels, got {shape}")
+        channels = self.spec.channels
+        if len(shape) != 4 or shape[1] != channels:
+            raise ContractError(f"{self.path}: input must be NCHW with {channels} channels, got {shape}")
         for dim in shape[2:]:
             if isinstance(dim, int) and dim != size:
                 raise ContractError(f"{self.path}: input is {shape} but metadata says size {size}")
@@ -97,7 +98,7 @@ class UtilityModel:
         return self.contract.task
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, S, S) float32 -> (N,) probability of 'useful'. Raises if outputs mismatch."""
+        """(N, C, S, S) float32 -> (N,) probability of 'useful'. Raises if outputs mismatch."""
         out = self.session.run([self.output_name], {self.input_name: batch})[0]
         out = np.asarray(out, dtype=np.float32).reshape(out.shape[0], -1)
         if out.shape != (batch.shape[0], len(self.contract.labels)):
@@ -108,7 +109,7 @@ class UtilityModel:
     def warmup(self, batch_sizes: tuple[int, ...]) -> None:
         size = self.spec.size
         for n in batch_sizes:
-            self.predict(np.zeros((n, 3, size, size), dtype=np.float32))
+            self.predict(np.zeros((n, self.spec.channels, size, size), dtype=np.float32))
 
     def describe(self) -> dict:
         spec = self.spec
@@ -116,7 +117,7 @@ class UtilityModel:
             "name": self.name,
             "task": self.task,
             "version": self.version,
-            "input_size": [3, spec.size, spec.size],
+            "input_size": [spec.channels, spec.size, spec.size],
             "labels": list(self.contract.labels),
             "output": self.contract.output,
             "preprocessing": {
@@ -126,6 +127,7 @@ class UtilityModel:
                 "mean": list(spec.mean),
                 "std": list(spec.std),
                 "jpeg_draft": spec.jpeg_draft,
+                "native_crop": spec.native_crop,
             },
             "provider": self.provider,
             "providers": self.session.get_providers(),

@@ -10,7 +10,7 @@ import functools
 import io
 import json
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -62,6 +62,9 @@ class PreprocessSpec:
     encoder left them; an image whose shorter side is below ``size`` is scaled up to it first.
     ``jpeg_draft`` lets libjpeg decode JPEGs at 1/2, 1/4 or 1/8 scale (DCT-domain) when the
     result still covers ``size``; it changes pixels slightly, which is why training uses it too.
+    ``native_crop`` adds a second view as channels 3-5: the ``resize="crop"`` view (native pixels
+    on the block grid), so the network sees the content (the first view) and the compression
+    artefacts as the encoder left them; the image is then decoded at full size (no draft).
     """
 
     size: int = 224
@@ -71,6 +74,7 @@ class PreprocessSpec:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     jpeg_draft: bool = True
     layout: str = field(default="NCHW")
+    native_crop: bool = False
 
     def __post_init__(self) -> None:
         if self.size < 8:
@@ -83,6 +87,18 @@ class PreprocessSpec:
             raise ValueError("mean and std need 3 values, std > 0")
         if self.layout != "NCHW":
             raise ValueError("only NCHW layout is supported")
+        if self.native_crop and self.resize == "crop":
+            raise ValueError("native_crop adds a resize='crop' view to another resize mode; it cannot be both")
+
+    @property
+    def channels(self) -> int:
+        """3, or 6 with the native-crop view stacked after the first."""
+        return 6 if self.native_crop else 3
+
+    @property
+    def draft(self) -> bool:
+        """Whether libjpeg may decode at a reduced scale (never when native pixels are needed)."""
+        return self.jpeg_draft and self.resize != "crop" and not self.native_crop
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -137,7 +153,7 @@ def decode_image(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000
     """Decode to an upright RGB image: first frame, EXIF orientation, any mode to RGB."""
     img = open_image(data, max_pixels)
     try:
-        if spec.jpeg_draft and spec.resize != "crop" and img.format in ("JPEG", "MPO"):
+        if spec.draft and img.format in ("JPEG", "MPO"):
             img.draft("RGB", (spec.size, spec.size))
         img.seek(0)
         img.load()
@@ -162,18 +178,29 @@ def _crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, flo
     return (left, top, left + side, top + side)
 
 
-def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """Resize (+ centre crop) and normalise an RGB image into a float32 CHW array."""
+def _view(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """One (S, S, 3) uint8 view: resized (+ centre crop), or native pixels for resize='crop'."""
     box = _crop_box(img.width, img.height, spec)
     if spec.resize == "crop" and box[2] - box[0] == spec.size and box[3] - box[1] == spec.size:
-        resized = img.crop(tuple(int(v) for v in box))  # native pixels, no resampling
-    else:
-        resized = img.resize((spec.size, spec.size), _INTERPOLATION[spec.interpolation], box=box)
-    pixels = np.asarray(resized)  # (H, W, 3) uint8
+        return np.asarray(img.crop(tuple(int(v) for v in box)))  # native pixels, no resampling
+    return np.asarray(img.resize((spec.size, spec.size), _INTERPOLATION[spec.interpolation], box=box))
+
+
+def to_pixels(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """The network's pixels before normalisation: (channels, S, S) uint8."""
+    views = [_view(img, spec)]
+    if spec.native_crop:
+        views.append(_view(img, replace(spec, resize="crop", native_crop=False)))
+    return np.concatenate([v.transpose(2, 0, 1) for v in views])
+
+
+def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """Resize (+ centre crop) and normalise an RGB image into a float32 CHW array."""
+    pixels = to_pixels(img, spec)
     lut = normalise_table(spec.mean, spec.std)
-    out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
-    for c in range(3):
-        np.take(lut[c], pixels[..., c], out=out[c])
+    out = np.empty(pixels.shape, dtype=np.float32)
+    for c in range(len(pixels)):
+        np.take(lut[c % 3], pixels[c], out=out[c])
     return out
 
 

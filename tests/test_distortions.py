@@ -1,4 +1,5 @@
-"""Distortions: 9 levels each, deterministic, JPEG stored as the encoder's own bytes."""
+"""Distortions: 9 levels each (near-pristine JPEG 3, pristine 1), deterministic, JPEG stored as the
+encoder's own bytes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from training.distortions import DISTORTIONS, distort, get_distortion
+from training.distortions import DISTORTIONS, PRISTINE, distort, get_distortion, levels_of
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def decoded(blob: bytes) -> np.ndarray:
 def test_registry_has_the_paper_distortion_and_more() -> None:
     assert {"jpeg", "blur", "noise", "downscale"} <= set(DISTORTIONS)
     for d in DISTORTIONS.values():
-        assert len(d.levels) == 9
+        assert len(d.levels) == {"jpeg-hq": 3, PRISTINE: 1}.get(d.name, 9)
     with pytest.raises(KeyError, match="unknown distortion"):
         get_distortion("rain")
     with pytest.raises(ValueError, match=r"levels 1\.\.9"):
@@ -65,3 +66,17 @@ def test_noise_is_deterministic_per_source_and_level(photo: Image.Image) -> None
     assert a == distort(photo, "noise", 3, seed=0, source="a.png")[0]
     assert a != distort(photo, "noise", 3, seed=0, source="b.png")[0]
     assert a != distort(photo, "noise", 3, seed=1, source="a.png")[0]
+
+
+def test_each_distortion_makes_the_requested_levels_it_has() -> None:
+    assert levels_of("jpeg", tuple(range(1, 10))) == tuple(range(1, 10))
+    assert levels_of("jpeg-hq", tuple(range(1, 10))) == (1, 2, 3)
+    assert levels_of(PRISTINE, tuple(range(1, 10))) == (1,)
+    with pytest.raises(ValueError, match=r"jpeg-hq has levels 1\.\.3; none of \[5\]"):
+        levels_of("jpeg-hq", (5,))
+
+
+def test_near_pristine_jpeg_is_milder_than_level_1(photo: Image.Image) -> None:
+    sizes = [len(distort(photo, "jpeg-hq", level, 0, "x")[0]) for level in (1, 2, 3)]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-1] > len(distort(photo, "jpeg", 1, 0, "x")[0])

@@ -51,7 +51,7 @@ def test_manifest_drops_unlabelled_rows_and_keeps_side_files(tmp_path: Path, fmt
     assert Path(df["path"][0]).is_file()
     assert side_files(out)["summary.json"]["rule"].startswith("quality")
     summary = summarize(df)
-    assert summary["splits"]["test"] == {"total": 8, "useful": 4, "non_useful": 4}
+    assert summary["splits"]["test"] == {"total": 8, "useful": 4, "non_useful": 4, "unlabelled": 0}
     assert summary["distortions"]["jpeg"] == ["5", "10", "50", "90"]
 
 

@@ -25,13 +25,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from app.preprocess import PreprocessSpec, preprocess_bytes
+from app.preprocess import PreprocessSpec, decode_image, to_pixels
 from training.common import atomic_torch_save
+from training.targets import aux_targets
 
 log = logging.getLogger(__name__)
 
 REQUIRED = ("source", "image", "distortion", "level", "split", "label")
 MANIFEST_NAMES = ("manifest.parquet", "manifest.csv")
+UNLABELLED = -1  # label of a dropped row kept for its dense targets
 
 
 class ManifestError(ValueError):
@@ -48,24 +50,43 @@ def find_manifest(path: Path) -> Path:
     raise ManifestError(f"no {' or '.join(MANIFEST_NAMES)} in {path}")
 
 
-def read_manifest(path: Path, label_column: str = "label") -> pd.DataFrame:
-    """Rows with a 0/1 label in ``label_column`` (copied into ``label``), with ``path`` resolved."""
+def read_manifest(path: Path, label_column: str = "label", keep_unlabelled: bool = False) -> pd.DataFrame:
+    """Rows with a 0/1 label in ``label_column`` (copied into ``label``), with ``path`` resolved.
+    ``keep_unlabelled`` keeps the dropped rows too, with label -1 (they still carry dense targets)."""
     file = find_manifest(path)
     df = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
     missing = [c for c in (*REQUIRED, label_column) if c not in df.columns]
     if missing:
         raise ManifestError(f"{file} lacks columns {missing}; has {list(df.columns)}")
     labels = pd.to_numeric(df[label_column], errors="coerce")
-    kept = df.loc[labels.notna()].copy()
-    kept["label"] = labels[labels.notna()].astype(int)
-    bad = sorted(set(kept["label"].unique()) - {0, 1})
+    keep = labels.notna() | keep_unlabelled
+    kept = df.loc[keep].copy()
+    kept["label"] = labels[keep].fillna(UNLABELLED).astype(int)
+    bad = sorted(set(kept["label"].unique()) - {0, 1, UNLABELLED})
     if bad:
         raise ManifestError(f"{file}: column {label_column!r} has values {bad}, expected 1, 0 or empty")
     kept["split"] = kept["split"].astype(str).str.strip().str.lower()
     root = file.parent
     kept["path"] = [str(p if Path(p).is_absolute() else root / p) for p in kept["image"].astype(str)]
-    log.info("%s: %d rows, %d labelled by %r", file, len(df), len(kept), label_column)
+    log.info("%s: %d rows, %d labelled by %r", file, len(df), int((kept["label"] >= 0).sum()), label_column)
     return kept.reset_index(drop=True)
+
+
+def read_manifests(paths: list[Path], label_column: str = "label", keep_unlabelled: bool = False) -> pd.DataFrame:
+    """One manifest, or several joined: each keeps its own train/test split, and with more than one
+    a ``collection`` column (the folder's name) prefixes each source so photos never collide."""
+    if len(paths) == 1:
+        return read_manifest(paths[0], label_column, keep_unlabelled)
+    frames = []
+    for path in paths:
+        df = read_manifest(path, label_column, keep_unlabelled)
+        name = find_manifest(path).parent.name
+        df.insert(0, "collection", name)
+        df["source"] = name + "/" + df["source"].astype(str)
+        frames.append(df)
+    if len({f["collection"].iloc[0] for f in frames if len(f)}) < len([f for f in frames if len(f)]):
+        raise ManifestError(f"two manifests share a folder name: {[str(p) for p in paths]}")
+    return pd.concat(frames, ignore_index=True)
 
 
 def side_files(path: Path, max_bytes: int = 1_000_000) -> dict[str, Any]:
@@ -85,17 +106,23 @@ def side_files(path: Path, max_bytes: int = 1_000_000) -> dict[str, Any]:
 def summarize(df: pd.DataFrame, label_column: str = "label") -> dict[str, Any]:
     """Counts a model card needs: per split and label, distortions and levels, labeler columns."""
     counts = {
-        split: {"total": len(g), "useful": int((g["label"] == 1).sum()), "non_useful": int((g["label"] == 0).sum())}
+        split: {
+            "total": int((g["label"] >= 0).sum()),
+            "useful": int((g["label"] == 1).sum()),
+            "non_useful": int((g["label"] == 0).sum()),
+            "unlabelled": int((g["label"] == UNLABELLED).sum()),
+        }
         for split, g in df.groupby("split")
     }
     levels = {str(d): _levels(g) for d, g in df.groupby("distortion")}
-    extra = [c for c in df.columns if c not in (*REQUIRED, "path")]
+    extra = [c for c in df.columns if c not in (*REQUIRED, "path", "collection")]
     return {
         "label_column": label_column,
         "splits": counts,
         "sources": {split: int(g["source"].nunique()) for split, g in df.groupby("split")},
         "distortions": levels,
         "other_columns": extra,
+        **({"collections": sorted(df["collection"].unique().tolist())} if "collection" in df.columns else {}),
     }
 
 
@@ -138,10 +165,7 @@ def split_validation(df: pd.DataFrame, fraction: float, seed: int) -> pd.DataFra
 
 
 def _to_uint8(path: str, spec: PreprocessSpec) -> np.ndarray:
-    x = preprocess_bytes(Path(path).read_bytes(), spec)
-    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
-    return np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8)
+    return to_pixels(decode_image(Path(path).read_bytes(), spec), spec)
 
 
 def _cache_key(paths: list[str], spec: PreprocessSpec) -> str:
@@ -158,7 +182,7 @@ def load_pixels(paths: list[str], spec: PreprocessSpec, cache_dir: Path | None, 
     if file and file.is_file():
         log.info("pixels from cache %s", file)
         return torch.load(file, weights_only=True)
-    out = torch.empty((len(paths), 3, spec.size, spec.size), dtype=torch.uint8)
+    out = torch.empty((len(paths), spec.channels, spec.size, spec.size), dtype=torch.uint8)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda p: _to_uint8(p, spec), paths)
         for i, arr in enumerate(tqdm(results, total=len(paths), desc="decode", mininterval=5)):
@@ -170,25 +194,48 @@ def load_pixels(paths: list[str], spec: PreprocessSpec, cache_dir: Path | None, 
 
 
 def normalize(x: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """uint8 (N,3,S,S) -> float32 with the same operations as ``app.preprocess.to_tensor``."""
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    inv_std = 1.0 / torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+    """uint8 (N,C,S,S) -> float32 with the same operations as ``app.preprocess.to_tensor``."""
+    views = spec.channels // 3
+    mean = torch.tensor(spec.mean * views, dtype=torch.float32).view(1, -1, 1, 1)
+    inv_std = 1.0 / torch.tensor(spec.std * views, dtype=torch.float32).view(1, -1, 1, 1)
     return (x.to(torch.float32) * np.float32(1.0 / 255.0) - mean) * inv_std
 
 
 @dataclass
 class Split:
-    """One split in memory: uint8 pixels and 0/1 labels."""
+    """One split in memory: uint8 pixels, labels (0, 1, or -1 when dropped) and dense targets."""
 
     pixels: torch.Tensor
     labels: torch.Tensor
     frame: pd.DataFrame
+    aux: torch.Tensor | None = None  # (N, K) float32 soft targets, see training.targets
+    aux_mask: torch.Tensor | None = None  # (N, K) bool: where each target is defined
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def labelled(self) -> Split:
+        """The rows with a 0/1 label (the metrics' rows)."""
+        keep = torch.nonzero(self.labels >= 0).flatten()
+        if len(keep) == len(self):
+            return self
+        frame = self.frame.iloc[keep.numpy()].reset_index(drop=True)
+        aux, mask = (None, None) if self.aux is None else (self.aux[keep], self.aux_mask[keep])
+        return Split(self.pixels[keep], self.labels[keep], frame, aux, mask)
 
-def load_split(df: pd.DataFrame, split: str, spec: PreprocessSpec, cache_dir: Path | None, workers: int = 2) -> Split:
+
+def load_split(
+    df: pd.DataFrame,
+    split: str,
+    spec: PreprocessSpec,
+    cache_dir: Path | None,
+    workers: int = 2,
+    aux_names: list[str] | None = None,
+) -> Split:
     part = df.loc[df["split"] == split].reset_index(drop=True)
     pixels = load_pixels(part["path"].tolist(), spec, cache_dir, workers)
-    return Split(pixels, torch.tensor(part["label"].to_numpy(), dtype=torch.long), part)
+    labels = torch.tensor(part["label"].to_numpy(), dtype=torch.long)
+    if not aux_names:
+        return Split(pixels, labels, part)
+    values, mask = aux_targets(part, aux_names)
+    return Split(pixels, labels, part, torch.from_numpy(values), torch.from_numpy(mask))

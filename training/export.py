@@ -30,9 +30,9 @@ from app.contract import ModelContract, config_pbtxt
 from app.preprocess import PreprocessSpec, preprocess_bytes
 from training.card import render_card
 from training.common import setup_logging
-from training.data import find_labelers, read_manifest, split_validation
+from training.data import find_labelers, read_manifests, split_validation
 from training.metrics import evaluate_folder
-from training.model import build_model
+from training.model import model_from_checkpoint
 from training.quantize import ImageReader, images_per_second, quantize
 
 log = logging.getLogger("training.export")
@@ -77,10 +77,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def to_onnx(model: torch.nn.Module, size: int, out: Path, opset: int) -> Path:
-    """Legacy (TorchScript) exporter: no onnxscript needed; dynamic batch axis."""
+def to_onnx(model: torch.nn.Module, size: int, out: Path, opset: int, channels: int = 3) -> Path:
+    """Legacy (TorchScript) exporter: no onnxscript needed; dynamic batch axis; only the logits."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 3, size, size)
+    dummy = torch.zeros(1, channels, size, size)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
         torch.onnx.export(
@@ -129,11 +129,9 @@ def pick(frame: Any, n: int, seed: int) -> list[str]:
 def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stage: Path) -> dict[str, Any]:
     """Export fp32 (and int8), verify, measure each on the test split; returns the measurements."""
     spec = PreprocessSpec.from_json(ckpt["spec"])
-    model = build_model(False)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    model = model_from_checkpoint(ckpt)
     test, train = df[df["split"] == "test"], df[df["split"] == "train"]
-    fp32 = to_onnx(model, spec.size, stage / "fp32" / "1" / "model.onnx", args.opset)
+    fp32 = to_onnx(model, spec.size, stage / "fp32" / "1" / "model.onnx", args.opset, spec.channels)
     contract = ModelContract(task=ckpt["args"]["task"], version="staging", preprocess=spec)
     set_metadata(fp32, contract.to_metadata())
     diff = verify_onnx(
@@ -180,10 +178,22 @@ def choose(args: argparse.Namespace, result: dict[str, Any]) -> str:
     return "int8" if ok else "fp32"
 
 
+def architecture(ckpt: dict[str, Any]) -> str:
+    views = (
+        "two views (resized whole image, native-resolution crop) through one trunk"
+        if ckpt["args"].get("native_crop")
+        else "one view"
+    )
+    aux = ckpt.get("aux_targets") or []
+    return f"torchvision resnet18, {views}, 2 outputs" + (
+        f" (trained with soft targets: {', '.join(aux)})" if aux else ""
+    )
+
+
 def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str) -> dict[str, Any]:
     side = ckpt.get("side_files", {})
     return {
-        "architecture": "torchvision resnet18, 2 outputs",
+        "architecture": architecture(ckpt),
         "precision": shipped,
         "labelers": find_labelers(side, ckpt["data"].get("other_columns", [])),
         "distortions": ckpt["data"]["distortions"],
@@ -203,8 +213,9 @@ def run(args: argparse.Namespace, command: str) -> Path:
     task = ckpt["args"]["task"]
     name = args.name or f"utility-{task}"
     version = args.version or f"{time.strftime('%Y%m%d')}-{ckpt['commit'][:7]}"
-    manifest = args.manifest or Path(ckpt["args"]["manifest"])
-    df = read_manifest(manifest, ckpt["args"]["label_column"])
+    saved = ckpt["args"]["manifest"]
+    manifests = [args.manifest] if args.manifest else [Path(m) for m in ([saved] if isinstance(saved, str) else saved)]
+    df = read_manifests(manifests, ckpt["args"]["label_column"])
     df = split_validation(df, ckpt["args"]["val_fraction"], ckpt["args"]["seed"])
     args.models_dir.mkdir(parents=True, exist_ok=True)
     stage = args.models_dir / f".{name}.staging"
@@ -221,7 +232,7 @@ def run(args: argparse.Namespace, command: str) -> Path:
         set_metadata(
             model_file, ModelContract(task=task, version=version, preprocess=spec, training=training).to_metadata()
         )
-        (folder / "config.pbtxt").write_text(config_pbtxt(name, spec.size, args.max_batch_size))
+        (folder / "config.pbtxt").write_text(config_pbtxt(name, spec.size, args.max_batch_size, channels=spec.channels))
         info = {
             "name": name,
             "version": version,

@@ -33,8 +33,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("classification", "detection"), default="classification")
     p.add_argument("--labelers", help="comma-separated names (see 'image-utility label list'); default per task")
     p.add_argument("--ground-truth", default=None, help="imagenet-wnid | coco:PATH; default: pristine decision")
-    p.add_argument("--distortions", default="jpeg", help="comma-separated: jpeg, jpeg-hq, pristine, blur, noise, downscale")
-    p.add_argument("--levels", default="1-9", help="levels to produce, e.g. 1-9 or 1,3,5 (1 = mildest; each distortion makes those it has)")
+    p.add_argument(
+        "--distortions", default="jpeg", help="comma-separated: jpeg, jpeg-hq, pristine, blur, noise, downscale"
+    )
+    p.add_argument(
+        "--levels",
+        default="1-9",
+        help="levels to produce, e.g. 1-9 or 1,3,5 (1 = mildest; each distortion makes those it has)",
+    )
     p.add_argument("--limit", type=int, default=None, help="take the first N sources in sorted order")
     p.add_argument("--only-split", choices=("train", "test"), help="label only the sources of this split")
     p.add_argument("--shard", default=None, help="i/N: label the sources whose index is i modulo N")

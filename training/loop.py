@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,7 +12,7 @@ from tqdm import tqdm
 
 from app.preprocess import PreprocessSpec
 from training.data import Split, normalize
-from training.metrics import binary_metrics
+from training.metrics import aux_agreement, best_threshold, binary_metrics, within_level_auroc
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +26,18 @@ def epoch_order(labels: torch.Tensor, balance: str, gen: torch.Generator) -> tup
     ``augment`` (the paper's choice): every image once, plus random augmented copies of the minority
     class until both classes have as many; their label is kept (flip/shift does not change utility).
     ``weighted``: as many draws, with replacement, with equal probability per class.
+    Dropped rows (label -1, kept for their dense targets) are drawn as often as they occur.
     """
     n = len(labels)
     if balance == "none":
         return torch.randperm(n, generator=gen), torch.zeros(n, dtype=torch.bool)
-    counts = torch.bincount(labels, minlength=2)
-    total = 2 * int(counts.max())
+    labelled = labels >= 0
+    counts = torch.bincount(labels[labelled], minlength=2)
+    n_unlabelled = int((~labelled).sum())
+    total = 2 * int(counts.max()) + n_unlabelled
     if balance == "weighted":
-        weights = 1.0 / counts.clamp(min=1)[labels].to(torch.float64)
+        per_class = counts.max().to(torch.float64) / counts.clamp(min=1).to(torch.float64)
+        weights = torch.where(labelled, per_class[labels.clamp(min=0)], torch.ones((), dtype=torch.float64))
         return torch.multinomial(weights, total, replacement=True, generator=gen), torch.zeros(total, dtype=torch.bool)
     if balance != "augment":
         raise ValueError(f"balance must be one of {BALANCING}")
@@ -68,6 +71,23 @@ def to_input(pixels: torch.Tensor, spec: PreprocessSpec, channels_last: bool) ->
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def batch_loss(
+    logits: torch.Tensor,
+    aux: torch.Tensor | None,
+    y: torch.Tensor,
+    target: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    aux_weight: float,
+) -> torch.Tensor:
+    """Cross-entropy on the labelled rows plus ``aux_weight`` x the masked soft-target BCE."""
+    labelled = y >= 0
+    loss = F.cross_entropy(logits.float()[labelled], y[labelled], reduction="sum") / max(int(labelled.sum()), 1)
+    if aux is not None and target is not None and mask is not None and mask.any():
+        bce = F.binary_cross_entropy_with_logits(aux.float()[mask], target[mask])
+        loss = loss + aux_weight * bce
+    return loss
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -83,7 +103,8 @@ def train_one_epoch(
     steps = (len(order) + cfg.batch_size - 1) // cfg.batch_size
     if cfg.max_steps:
         steps = min(steps, cfg.max_steps)
-    total_loss, correct, seen = 0.0, 0, 0
+    aux_weight = float(getattr(cfg, "aux_weight", 1.0))
+    total_loss, correct, seen, labelled = 0.0, 0, 0, 0
     bar = tqdm(range(steps), desc=desc, mininterval=10)
     for step in bar:
         idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -91,52 +112,70 @@ def train_one_epoch(
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = data.labels[idx]
+        target = data.aux[idx] if data.aux is not None else None
+        mask = data.aux_mask[idx] if data.aux_mask is not None else None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(getattr(cfg, "bf16", False))):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
+            logits, aux = model.forward_all(x)
+            loss = batch_loss(logits, aux, y, target, mask, aux_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(y)
-        correct += int((logits.argmax(1) == y).sum())
+        correct += int(((logits.argmax(1) == y) & (y >= 0)).sum())
+        labelled += int((y >= 0).sum())
         seen += len(y)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1), "steps": steps, "images": seen}
+    return {
+        "loss": total_loss / max(seen, 1),
+        "accuracy": correct / max(labelled, 1),
+        "steps": steps,
+        "images": seen,
+    }
 
 
 @torch.no_grad()
+def predict_all(
+    model: nn.Module, pixels: torch.Tensor, spec: PreprocessSpec, batch_size: int = 64, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (N, 2) and auxiliary outputs (N, K) or None, in eval mode."""
+    model.eval()
+    logits, aux = [], []
+    for i in range(0, len(pixels), batch_size):
+        out, extra = model.forward_all(to_input(pixels[i : i + batch_size], spec, channels_last))
+        logits.append(out)
+        if extra is not None:
+            aux.append(extra)
+    if not logits:
+        return torch.empty((0, 2)), None
+    return torch.cat(logits), (torch.cat(aux) if aux else None)
+
+
 def predict(
     model: nn.Module, pixels: torch.Tensor, spec: PreprocessSpec, batch_size: int = 64, channels_last: bool = False
 ) -> torch.Tensor:
     """Logits (N, 2) in eval mode."""
-    model.eval()
-    out = [model(to_input(pixels[i : i + batch_size], spec, channels_last)) for i in range(0, len(pixels), batch_size)]
-    return torch.cat(out) if out else torch.empty((0, 2))
+    return predict_all(model, pixels, spec, batch_size, channels_last)[0]
 
 
 def evaluate(
-    model: nn.Module, data: Split, spec: PreprocessSpec, batch_size: int = 64, channels_last: bool = False
+    model: nn.Module,
+    data: Split,
+    spec: PreprocessSpec,
+    batch_size: int = 64,
+    channels_last: bool = False,
+    aux_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Loss and the binary metrics (accuracy, balanced accuracy, AUROC, confusion) on a split."""
-    logits = predict(model, data.pixels, spec, batch_size, channels_last)
-    loss = float(F.cross_entropy(logits, data.labels)) if len(data) else float("nan")
+    """Loss and the binary metrics (accuracy, balanced accuracy, AUROC, confusion) on the labelled
+    rows of a split; with auxiliary targets, how well each is matched (overall and within level)."""
+    logits, aux = predict_all(model, data.pixels, spec, batch_size, channels_last)
     p_useful = torch.softmax(logits, 1)[:, 1].numpy()
-    return {"loss": loss, **binary_metrics(data.labels.numpy(), p_useful)}
-
-
-def per_group(
-    data: Split, model: nn.Module, spec: PreprocessSpec, column: str, channels_last: bool = False
-) -> dict[str, Any]:
-    """Accuracy per value of a manifest column (e.g. ``level``) for the model card."""
-    logits = predict(model, data.pixels, spec, channels_last=channels_last)
-    pred = logits.argmax(1).numpy()
     y = data.labels.numpy()
-    out = {}
-    for value, rows in data.frame.groupby(column).groups.items():
-        rows = np.asarray(rows)
-        out[str(value)] = {
-            "n": len(rows),
-            "useful": int(y[rows].sum()),
-            "accuracy": float((pred[rows] == y[rows]).mean()),
-        }
+    rows = y >= 0
+    loss = float(F.cross_entropy(logits[rows], data.labels[rows])) if rows.any() else float("nan")
+    out = {"loss": loss, **binary_metrics(y[rows], p_useful[rows])}
+    out["best_threshold"] = best_threshold(y[rows], p_useful[rows])
+    out["within_level_auroc"] = within_level_auroc(data.frame.loc[rows].reset_index(drop=True), y[rows], p_useful[rows])
+    if aux is not None and data.aux is not None and aux_names:
+        pred, frame = torch.sigmoid(aux.float()).numpy(), data.frame
+        out["aux"] = aux_agreement(pred, data.aux.numpy(), data.aux_mask.numpy(), frame, aux_names)
     return out

@@ -58,12 +58,79 @@ def binary_metrics(y_true: np.ndarray, p_useful: np.ndarray, threshold: float = 
     }
 
 
+def best_threshold(y_true: np.ndarray, p_useful: np.ndarray) -> float:
+    """The threshold with the highest balanced accuracy (midway between neighbouring scores); 0.5
+    when one class is missing. Chosen on validation, it becomes the model's default threshold."""
+    y = np.asarray(y_true).astype(bool)
+    p = np.asarray(p_useful, dtype=np.float64)
+    if y.all() or not y.any():
+        return 0.5
+    order = np.argsort(p, kind="mergesort")
+    p, y = p[order], y[order]
+    # threshold above position i: rows 0..i are called non-useful
+    tnr = np.cumsum(~y) / (~y).sum()
+    tpr = 1.0 - np.cumsum(y) / y.sum()
+    distinct = np.r_[np.diff(p) > 0, True]
+    bal = np.where(distinct, (tnr + tpr) / 2.0, -1.0)
+    i = int(np.argmax(bal))
+    return float(np.clip((p[i] + p[min(i + 1, len(p) - 1)]) / 2.0 if i + 1 < len(p) else p[i] + 1e-6, 1e-4, 1 - 1e-4))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r; NaN with fewer than 3 points or a constant input."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def level_groups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row positions per 'distortion/level' (e.g. 'jpeg/5')."""
+    keys = frame["distortion"].astype(str).to_numpy() + "/" + frame["level"].astype(str).to_numpy()
+    return {k: np.flatnonzero(keys == k) for k in sorted(set(keys))}
+
+
+def within_level_auroc(frame: pd.DataFrame, y: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """AUROC inside each distortion level with both classes (what the level alone cannot rank), and their mean."""
+    out = {}
+    for key, rows in level_groups(frame).items():
+        value = auroc(y[rows], score[rows])
+        if np.isfinite(value):
+            out[key] = value
+    out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
+    return out
+
+
+def aux_agreement(
+    pred: np.ndarray, target: np.ndarray, mask: np.ndarray, frame: pd.DataFrame, names: list[str]
+) -> dict[str, dict[str, float]]:
+    """Per auxiliary target: Pearson r with its target over the rows where it is defined, and the
+    mean r inside each distortion level (the go / no-go number for distillation: the level alone
+    explains none of it)."""
+    groups = level_groups(frame)
+    out = {}
+    for k, name in enumerate(names):
+        m = mask[:, k]
+        within = [pearson(pred[rows[m[rows]], k], target[rows[m[rows]], k]) for rows in groups.values()]
+        within = [r for r in within if np.isfinite(r)]
+        out[name] = {
+            "r": pearson(pred[m, k], target[m, k]),
+            "r_within_level": float(np.mean(within)) if within else float("nan"),
+        }
+    return out
+
+
 def format_metrics(m: dict[str, Any]) -> str:
     (tn, fp), (fn, tp) = m["confusion"]
-    return (
+    text = (
         f"acc {m['accuracy']:.4f} bal_acc {m['balanced_accuracy']:.4f} auroc {m['auroc']:.4f} "
         f"confusion [[tn {tn} fp {fp}] [fn {fn} tp {tp}]] n {m['n']}"
     )
+    if "within_level_auroc" in m:
+        text += f" within-level auroc {m['within_level_auroc']['mean']:.3f}"
+    for name, agree in m.get("aux", {}).items():
+        text += f" | {name} r {agree['r']:.3f} within {agree['r_within_level']:.3f}"
+    return text
 
 
 def confusion_table(m: dict[str, Any]) -> str:

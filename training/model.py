@@ -1,4 +1,10 @@
-"""The utility network: torchvision ResNet-18 with two outputs (non-useful, useful)."""
+"""The utility network: a torchvision ResNet-18 with two outputs (non-useful, useful).
+
+With ``views=2`` the input holds two 3-channel views (``PreprocessSpec.native_crop``): the one
+ResNet-18 trunk reads both (as one batch), and the heads see both feature vectors side by side.
+``aux`` adds a head of auxiliary targets (distortion severity, each labeller's retained
+confidence) that teaches on every row, dropped ones too; only ``logits`` are exported.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,46 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
+from torchvision.models.resnet import BasicBlock, ResNet
 
 log = logging.getLogger(__name__)
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
+FEATURES = 512
 
 
 class PretrainedWeightsMissing(FileNotFoundError):
     """--pretrained was asked for but the torch hub cache lacks the ImageNet weights."""
+
+
+class UtilityNet(ResNet):
+    """ResNet-18 (torchvision's, same parameter names) over one or two views, plus an auxiliary head."""
+
+    def __init__(self, views: int = 1, aux: int = 0) -> None:
+        super().__init__(BasicBlock, [2, 2, 2, 2], zero_init_residual=True)
+        if views not in (1, 2):
+            raise ValueError(f"views must be 1 or 2, got {views}")
+        self.views = views
+        self.fc = nn.Linear(FEATURES * views, 2)
+        self.aux = nn.Linear(FEATURES * views, aux) if aux else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, auxiliary outputs or None)."""
+        if self.views == 1:
+            f = self.features(x)
+        else:
+            n = x.shape[0]
+            both = self.features(torch.cat([x[:, :3], x[:, 3:]], 0))
+            f = torch.cat([both[:n], both[n:]], 1)
+        return self.fc(f), (self.aux(f) if self.aux is not None else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)[0]
 
 
 def pretrained_path() -> Path:
@@ -23,9 +60,9 @@ def pretrained_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
 
 
-def build_model(pretrained: bool = False) -> nn.Module:
-    """ResNet-18 with a 2-way head; ImageNet weights only from the local hub cache, never downloaded."""
-    model = resnet18(weights=None, zero_init_residual=True)
+def build_model(pretrained: bool = False, views: int = 1, aux: int = 0) -> UtilityNet:
+    """The utility network; ImageNet weights only from the local hub cache, never downloaded."""
+    model = UtilityNet(views, aux)
     if pretrained:
         path = pretrained_path()
         if not path.is_file():
@@ -33,7 +70,15 @@ def build_model(pretrained: bool = False) -> nn.Module:
                 f"--pretrained needs the ImageNet ResNet-18 weights at {path} (set TORCH_HOME or copy the file "
                 "there); nothing is downloaded. Leave out --pretrained to train from scratch."
             )
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
         log.info("ImageNet weights from %s", path)
-    model.fc = nn.Linear(model.fc.in_features, 2)
     return model
+
+
+def model_from_checkpoint(ckpt: dict) -> UtilityNet:
+    """The network a checkpoint's arguments describe, with its weights (older checkpoints: 1 view, no aux)."""
+    args = ckpt.get("args", {})
+    model = build_model(False, 2 if args.get("native_crop") else 1, len(ckpt.get("aux_targets", [])))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()

@@ -31,21 +31,24 @@ from training.common import (
     write_json,
 )
 from training.curves import plot_history
-from training.data import load_split, read_manifest, side_files, split_validation, summarize
+from training.data import load_split, read_manifests, side_files, split_validation, summarize
 from training.loop import BALANCING, evaluate, train_one_epoch
 from training.metrics import format_metrics
 from training.model import build_model
+from training.targets import defined_targets
 
 log = logging.getLogger("training.train")
 
 # Flags that change nothing in the result: taken from the command line even when resuming.
 RUNTIME = ("resume", "test_only", "threads", "workers", "cache_dir", "output_dir", "verbose", "max_steps")
-SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft")
+SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft", "native_crop")
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="image-utility train", description=__doc__.splitlines()[0])
-    p.add_argument("manifest", type=Path, nargs="?", help="OUT_DIR of 'image-utility label' or its manifest file")
+    p.add_argument(
+        "manifest", type=Path, nargs="*", help="OUT_DIR(s) of 'image-utility label' or manifest files (joined)"
+    )
     p.add_argument("--output-dir", type=Path, default=Path("runs/train"), help="checkpoints, history, curves")
     p.add_argument("--label-column", default="label", help="manifest column holding 1/0/empty utility labels")
     p.add_argument("--task", choices=TASKS, default="classification", help="machine task the labels are for")
@@ -54,10 +57,20 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--resize", choices=RESIZE_MODES, default="shorter")
     g.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic", "lanczos"), default="bilinear")
     g.add_argument("--no-jpeg-draft", dest="jpeg_draft", action="store_false", help="full-size JPEG decoding")
+    g.add_argument("--native-crop", action="store_true", help="a second view: native pixels on the JPEG grid")
+    g = p.add_argument_group("targets")
+    g.add_argument(
+        "--aux",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="dense soft targets on every row, dropped ones too (severity, each labeller's retained confidence)",
+    )
+    g.add_argument("--aux-weight", type=float, default=1.0, help="weight of the soft-target loss")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=12)
     g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--lr", type=float, default=1e-4, help="SGD learning rate (paper: 1e-4)")
+    g.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd (the paper's) or adamw")
+    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (paper, SGD: 1e-4)")
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--weight-decay", type=float, default=1e-4)
     g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine", help="per-epoch LR schedule")
@@ -89,8 +102,18 @@ def get_parser() -> argparse.ArgumentParser:
 
 def make_spec(args: argparse.Namespace) -> PreprocessSpec:
     return PreprocessSpec(
-        size=args.size, resize=args.resize, interpolation=args.interpolation, jpeg_draft=args.jpeg_draft
+        size=args.size,
+        resize=args.resize,
+        interpolation=args.interpolation,
+        jpeg_draft=args.jpeg_draft,
+        native_crop=getattr(args, "native_crop", False),
     )
+
+
+def make_optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    if getattr(args, "optimizer", "sgd") == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, args: argparse.Namespace) -> torch.optim.lr_scheduler.LRScheduler:
@@ -122,7 +145,8 @@ def resolve_resume(args: argparse.Namespace, given: set[str]) -> dict[str, Any] 
     for key, saved in ckpt["args"].items():
         if key in RUNTIME or not hasattr(args, key):
             continue
-        saved = Path(saved) if key == "manifest" and saved else saved
+        if key == "manifest":
+            saved = [Path(m) for m in ([saved] if isinstance(saved, str) else saved or [])]
         if key in given and getattr(args, key) != saved:
             log.warning("--%s %s overrides the checkpoint's %s", key.replace("_", "-"), getattr(args, key), saved)
         else:
@@ -144,10 +168,18 @@ def checkpoint(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "args": {k: _plain(v) for k, v in vars(args).items()},
         "rng": torch.get_rng_state(),
         **state,
     }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def is_better(metrics: dict[str, Any], best: dict[str, Any] | None, key: str) -> bool:
@@ -159,21 +191,26 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
     """Train (or evaluate with --test-only); returns the final state written to summary.json."""
     torch.set_num_threads(args.threads)
     ckpt = resolve_resume(args, given or set())
-    if args.manifest is None:
+    if not args.manifest:
         raise SystemExit("image-utility train: a manifest is needed (or --resume a checkpoint that names one)")
     seed_everything(args.seed)
     spec = make_spec(args)
-    df = split_validation(read_manifest(args.manifest, args.label_column), args.val_fraction, args.seed)
+    aux = getattr(args, "aux", False)
+    df = read_manifests(args.manifest, args.label_column, keep_unlabelled=aux)
+    df = split_validation(df, args.val_fraction, args.seed)
+    aux_names = defined_targets(df) if aux else []
+    if not aux_names:  # nothing teaches on the dropped rows
+        df = df.loc[df["label"] >= 0].reset_index(drop=True)
     cache = args.cache_dir or args.output_dir.parent / "cache"
     names = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
-    splits = {s: load_split(df, s, spec, cache, args.workers) for s in names}
-    model = build_model(args.pretrained and ckpt is None)
+    splits = {s: load_split(df, s, spec, cache, args.workers, aux_names) for s in names}
+    model = build_model(args.pretrained and ckpt is None, spec.channels // 3, len(aux_names))
     if args.init and ckpt is None:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
         log.info("weights from %s", args.init)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    optimizer = make_optimizer(model, args)
     scheduler = make_scheduler(optimizer, args)
     state: dict[str, Any] = {
         "history": [],
@@ -181,7 +218,8 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         "wall_s": 0.0,
         "spec": spec.to_json(),
         "data": summarize(df, args.label_column),
-        "side_files": side_files(args.manifest),
+        "side_files": side_files(args.manifest[0]),
+        "aux_targets": aux_names,
         "commit": git_commit(),
         "command": command,
     }
@@ -197,7 +235,7 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         if given and given - set(RUNTIME):  # a resume that changes the run (--epochs ...) is part of its recipe
             state["command"] = "\n".join(filter(None, [ckpt.get("command"), command]))
     if args.test_only:
-        metrics = evaluate(model, splits["test"], spec, channels_last=args.channels_last)
+        metrics = evaluate(model, splits["test"], spec, channels_last=args.channels_last, aux_names=aux_names)
         log.info("test: %s", format_metrics(metrics))
         return {"test": metrics}
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -217,7 +255,7 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         scheduler.step()
         for name in ("val", "test"):
             if name in splits:
-                row[name] = evaluate(model, splits[name], spec, channels_last=args.channels_last)
+                row[name] = evaluate(model, splits[name], spec, channels_last=args.channels_last, aux_names=aux_names)
                 log.info("epoch %d %s: %s", epoch, name, format_metrics(row[name]))
         row["seconds"] = time.perf_counter() - t0
         state["wall_s"] += row["seconds"]
@@ -230,6 +268,7 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
                 "metric": args.select_metric,
                 "value": pick[args.select_metric],
                 "on": "val" if "val" in row else "test",
+                "threshold": pick.get("best_threshold", 0.5),
                 "test": row.get("test"),
             }
         log.info(
