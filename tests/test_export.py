@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from app.contract import ModelContract
 from app.engine import UtilityModel
 from app.preprocess import PreprocessSpec, preprocess_bytes
-from tests.train_fixtures import make_manifest
+from tests.train_fixtures import add_facts, make_manifest
 from training import export, train
 from training.model import build_model
 
@@ -47,7 +47,7 @@ def test_export_round_trips_into_the_service_engine(run: Path, tmp_path: Path) -
     card = (folder / "README.md").read_text()
     assert "Confusion matrix" in card and "int8" in card and "image-utility export" in card
     model = UtilityModel("tiny", folder, ["CPUExecutionProvider"])
-    manifest = Path(torch.load(run / "best.pt", weights_only=False)["args"]["manifest"])
+    manifest = Path(torch.load(run / "best.pt", weights_only=False)["args"]["manifest"][0])
     images = sorted((manifest / "images").glob("*.jpg"))
     batch = np.stack([preprocess_bytes(p.read_bytes(), model.spec) for p in images[:3]])
     for n in (1, 3):  # dynamic batch axis
@@ -70,3 +70,24 @@ def test_parity_check_fails_on_a_broken_export(run: Path, tmp_path: Path) -> Non
     with pytest.raises(export.ParityError, match="differ by"):
         export.verify_onnx(path, model, batch, 1e-3)
     assert spec.size == SIZE
+
+
+def test_a_two_view_model_with_soft_targets_exports_and_serves(tmp_path: Path) -> None:
+    labels = add_facts(make_manifest(tmp_path / "labels"))
+    out = tmp_path / "runs" / "two-view"
+    argv = [str(labels), "--output-dir", str(out), "--epochs", "1", "--size", str(SIZE), "--batch-size", "8"]
+    argv += ["--native-crop", "--optimizer", "adamw", "--lr", "1e-3", "--val-fraction", "0.25", "--max-steps", "2"]
+    assert train.main(argv) == 0
+    ckpt = torch.load(out / "best.pt", weights_only=False)
+    assert ckpt["aux_targets"] == ["severity", "net-a.retained", "net-b.retained"]
+    assert {"aux", "within_level_auroc", "best_threshold"} <= set(ckpt["history"][0]["val"])
+    assert 0 < ckpt["best"]["threshold"] < 1
+    models = tmp_path / "models"
+    assert export.main([str(out), "--models-dir", str(models), "--name", "two"]) == 0
+    model = UtilityModel("two", models / "two", ["CPUExecutionProvider"])
+    assert model.spec.native_crop and model.describe()["input_size"] == [6, SIZE, SIZE]
+    assert "dims: [ 6, 64, 64 ]" in (models / "two" / "config.pbtxt").read_text()
+    images = sorted((labels / "images").glob("*.jpg"))[:3]
+    p = model.predict(np.stack([preprocess_bytes(i.read_bytes(), model.spec) for i in images]))
+    assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
+    assert "two views" in model.contract.training["architecture"]

@@ -157,3 +157,35 @@ def test_any_valid_image_gives_a_finite_tensor_of_the_right_shape(w, h, fmt, see
     arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     x = preprocess_bytes(encode(Image.fromarray(arr), fmt), SPEC)
     assert x.shape == (3, 64, 64) and np.isfinite(x).all()
+
+
+def test_native_crop_stacks_the_resized_image_and_the_native_block_grid_crop():
+    body = encode(Image.fromarray(skdata.astronaut()), "JPEG", quality=30)  # 512 x 512
+    spec = PreprocessSpec(size=64, native_crop=True)
+    x = preprocess_bytes(body, spec)
+    assert x.shape == (6, 64, 64) and spec.channels == 6
+    whole = preprocess_bytes(body, PreprocessSpec(size=64, jpeg_draft=False))
+    native = preprocess_bytes(body, PreprocessSpec(size=64, resize="crop"))
+    np.testing.assert_array_equal(x[:3], whole)  # full decode: no draft when native pixels are needed
+    np.testing.assert_array_equal(x[3:], native)
+    assert not np.array_equal(x[:3], preprocess_bytes(body, PreprocessSpec(size=64)))  # draft would differ
+    assert PreprocessSpec.from_json(spec.to_json()) == spec
+
+
+def test_native_crop_of_an_image_smaller_than_the_input_scales_it_up():
+    body = encode(Image.fromarray(skdata.astronaut()).resize((40, 30)), "PNG")
+    x = preprocess_bytes(body, PreprocessSpec(size=64, native_crop=True))
+    assert x.shape == (6, 64, 64) and np.isfinite(x).all()
+
+
+def test_native_crop_cannot_be_combined_with_crop():
+    with pytest.raises(ValueError, match="native_crop"):
+        PreprocessSpec(size=64, resize="crop", native_crop=True)
+
+
+def test_specs_without_native_crop_still_load():
+    """Models exported before the field existed keep their one-view preprocessing."""
+    legacy = '{"interpolation": "bilinear", "jpeg_draft": true, "layout": "NCHW", "mean": [0.5, 0.5, 0.5], '
+    legacy += '"resize": "shorter", "size": 128, "std": [0.5, 0.5, 0.5]}'
+    spec = PreprocessSpec.from_json(legacy)
+    assert spec.channels == 3 and not spec.native_crop

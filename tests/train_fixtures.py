@@ -57,3 +57,18 @@ def make_manifest(out_dir: Path, fmt: str = "csv") -> Path:
         df.to_csv(out_dir / "manifest.csv", index=False)
     (out_dir / "summary.json").write_text(json.dumps({"rule": "quality >= 50 useful, <= 10 non-useful"}))
     return out_dir
+
+
+def add_facts(out_dir: Path, labellers: tuple[str, ...] = ("net-a", "net-b")) -> Path:
+    """Give the tiny manifest what ``image-utility label`` writes besides the label: the quality
+    (``param``) and, per labeller, phi on the distorted image, phi' on the pristine one, valid."""
+    file = out_dir / "manifest.csv"
+    df = pd.read_csv(file)
+    df["param"] = df["level"].where(df["level"] <= 95, 95)
+    for k, name in enumerate(labellers):
+        df[f"{name}.phi_ref"] = 0.8
+        df[f"{name}.phi"] = (df["param"] / 100.0 * 0.8 - 0.05 * k).clip(0, 1)
+        df[f"{name}.valid"] = True
+    df.loc[0, f"{labellers[-1]}.valid"] = False
+    df.to_csv(file, index=False)
+    return out_dir
