@@ -51,9 +51,10 @@ def find_labelers(columns: list[str]) -> list[str]:
 
 
 def load_manifest(
-    path: Path, images_dir: Path | None = None, limit_sources: int = 0, seed: int = 0, split: str = "test"
+    path: Path, images_dir: Path | None = None, limit_sources: int = 0, seed: int = 0, split: str | None = "test"
 ) -> Manifest:
-    """Rows of ``split`` (all rows if the manifest has no such split), ``limit_sources`` sources at most."""
+    """Rows of ``split`` (all rows with None, or if the manifest has no such split), ``limit_sources``
+    sources at most."""
     file = manifest_file(path)
     df = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file, low_memory=False)
     missing = [c for c in NEEDED if c not in df.columns]
@@ -63,7 +64,7 @@ def load_manifest(
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     if images_dir is None and meta.get("images_dir"):
         images_dir = Path(meta["images_dir"])
-    rows = df[df["split"] == split] if (df["split"] == split).any() else df
+    rows = df[df["split"] == split] if split is not None and (df["split"] == split).any() else df
     if limit_sources:
         sources = sorted(rows["source"].unique())
         rng = np.random.default_rng(seed)
@@ -74,7 +75,7 @@ def load_manifest(
     rows["pristine"] = [str(images_dir / s) if images_dir else "" for s in rows["source"]]
     for col in [c for c in rows.columns if c == "label" or c.endswith((".u", ".u_paper"))]:
         rows[col] = pd.to_numeric(rows[col], errors="coerce")
-    log.info("%s: %d %s rows from %d sources", file, len(rows), split, rows["source"].nunique())
+    log.info("%s: %d %s rows from %d sources", file, len(rows), split or "(all)", rows["source"].nunique())
     return Manifest(file, rows, find_labelers(list(df.columns)), meta)
 
 

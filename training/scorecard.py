@@ -1,0 +1,109 @@
+"""``python -m training.scorecard``: the predictor's goals, measured per collection through the service engine.
+
+For each labelled collection: AUROC and balanced accuracy on the held-out photos (combined labels,
+the model's own default threshold and 0.5), within-level AUROC at JPEG levels 4-6, and how often
+pristine photos and their quality-90 re-encodes are called useful. A collection named in
+``--unseen`` is scored on all its rows (the model never trained on it: the cross-collection figure).
+
+    python -m training.scorecard --model models/utility-classification LABELS/imagenet-sample ... \
+        --unseen LABELS/imagenet-val --out reports/utility-classification/scorecard
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.eval_data import load_manifest, load_model, predict_paths
+from training.metrics import binary_metrics, within_level_auroc
+
+log = logging.getLogger("training.scorecard")
+MID_LEVELS = ("jpeg/4", "jpeg/5", "jpeg/6")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.scorecard", description=__doc__.splitlines()[0])
+    p.add_argument("labels", type=Path, nargs="*", help="labelling OUT_DIRs scored on their test split")
+    p.add_argument("--unseen", type=Path, action="append", default=[], help="OUT_DIR scored on all its rows")
+    p.add_argument("--model", type=Path, required=True, help="model folder (models/<name>)")
+    p.add_argument("--out", type=Path, required=True, help="folder for scorecard.json and scorecard.md")
+    p.add_argument("--threshold", type=float, default=None, help="default: the model's own (else 0.5)")
+    return p
+
+
+def useful_rate(rows: pd.DataFrame, p: np.ndarray, mask: np.ndarray, threshold: float) -> dict[str, Any]:
+    return {"n": int(mask.sum()), "useful": float((p[mask] >= threshold).mean()) if mask.any() else float("nan")}
+
+
+def score(rows: pd.DataFrame, p: np.ndarray, threshold: float) -> dict[str, Any]:
+    label = pd.to_numeric(rows["label"], errors="coerce").to_numpy()
+    lab = np.isfinite(label)
+    y = label[lab].astype(int)
+    dist = rows["distortion"].astype(str).to_numpy()
+    jpeg = lab & np.isin(dist, ["jpeg", "jpeg-hq", "pristine"])
+    within = within_level_auroc(rows.loc[lab].reset_index(drop=True), y, p[lab])
+    mids = [within[k] for k in MID_LEVELS if k in within]
+    out = {
+        "rows": len(rows),
+        "sources": int(rows["source"].nunique()),
+        "at_threshold": binary_metrics(y, p[lab], threshold),
+        "at_0.5": binary_metrics(y, p[lab], 0.5),
+        "jpeg_family": binary_metrics(label[jpeg].astype(int), p[jpeg], threshold),
+        "within_level_auroc": within,
+        "within_level_auroc_4_6": float(np.mean(mids)) if mids else float("nan"),
+        "pristine": useful_rate(rows, p, dist == "pristine", threshold),
+        "quality_90": useful_rate(rows, p, (dist == "jpeg-hq") & (rows["level"].to_numpy() == 2), threshold),
+    }
+    for name in sorted(set(dist) - {"jpeg", "jpeg-hq", "pristine"}):
+        m = lab & (dist == name)
+        out[name] = binary_metrics(label[m].astype(int), p[m], threshold)
+    return out
+
+
+def table(card: dict[str, Any]) -> str:
+    head = "| collection | split | photos | AUROC | bal. acc. | bal. acc. @0.5 | within-level AUROC 4-6 "
+    lines = [head + "| pristine useful | q90 useful |", "|" + "---|" * 9]
+    for name, c in card["collections"].items():
+        t = c["at_threshold"]
+        lines.append(
+            f"| {name} | {c['split']} | {c['sources']} | {t['auroc']:.3f} | {100 * t['balanced_accuracy']:.1f} % | "
+            f"{100 * c['at_0.5']['balanced_accuracy']:.1f} % | {c['within_level_auroc_4_6']:.3f} | "
+            f"{100 * c['pristine']['useful']:.1f} % ({c['pristine']['n']}) | "
+            f"{100 * c['quality_90']['useful']:.1f} % ({c['quality_90']['n']}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    model = load_model(args.model)
+    threshold = args.threshold if args.threshold is not None else getattr(model.contract, "threshold", 0.5)
+    card: dict[str, Any] = {"model": str(args.model), "version": model.version, "threshold": threshold}
+    card["collections"] = {}
+    for path, split in [(p, "test") for p in args.labels] + [(p, "all") for p in args.unseen]:
+        m = load_manifest(path, split="test" if split == "test" else None)
+        p = predict_paths(model, list(m.rows["path"]), desc=path.name)
+        card["collections"][path.name] = {"split": split, **score(m.rows, p, threshold)}
+        log.info("%s (%s): %s", path.name, split, card["collections"][path.name]["at_threshold"])
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    card = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scorecard.json").write_text(json.dumps(card, indent=1, sort_keys=True, default=float) + "\n")
+    title = f"Model `{card['model']}` ({card['version']}), threshold {card['threshold']:.3f}\n\n"
+    (args.out / "scorecard.md").write_text(title + table(card))
+    log.info("wrote %s", args.out / "scorecard.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
