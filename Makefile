@@ -5,7 +5,7 @@ STAMP_SERVE := $(VENV)/.serve-installed
 STAMP_DEV := $(VENV)/.dev-installed
 STAMP_BENCH := $(VENV)/.bench-installed
 
-.PHONY: run test lint bench clean labels
+.PHONY: run test lint bench clean labels predictor
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=...)"; exit 1; }
@@ -58,3 +58,16 @@ labels: $(STAMP_DEV)
 	      --threads 1 --shard $$i/2 --out $$out & \
 	  done; wait; \
 	done
+
+# The bundled classification predictor (docs/training.md, "Reproduce"): trained on three collections,
+# imagenet-val kept out entirely for the cross-collection figure. Every step resumes after a kill.
+RUNS ?= /work/state/runs
+MODELS_OUT ?= /work/state/models
+TRAIN_SETS := $(LABELS)/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
+predictor: $(STAMP_DEV)
+	$(BIN)/image-utility train $(TRAIN_SETS) --output-dir $(RUNS)/predictor --native-crop --size 128 \
+	  --optimizer adamw --lr 1e-3 --weight-decay 0.05 --epochs 12 --batch-size 32 --bf16 \
+	  --select-metric auroc --resume auto
+	$(BIN)/image-utility export $(RUNS)/predictor --name utility-classification --int8 --models-dir $(MODELS_OUT)
+	$(BIN)/python -m training.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
+	  --model $(MODELS_OUT)/utility-classification --out $(RUNS)/predictor/scorecard

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.baselines import jpeg_quality
 from training.eval_data import load_manifest, load_model, predict_paths
-from training.metrics import binary_metrics, within_level_auroc
+from training.metrics import auroc, binary_metrics, within_level_auroc
 
 log = logging.getLogger("training.scorecard")
 MID_LEVELS = ("jpeg/4", "jpeg/5", "jpeg/6")
@@ -60,6 +61,13 @@ def score(rows: pd.DataFrame, p: np.ndarray, threshold: float) -> dict[str, Any]
         "pristine": useful_rate(rows, p, dist == "pristine", threshold),
         "quality_90": useful_rate(rows, p, (dist == "jpeg-hq") & (rows["level"].to_numpy() == 2), threshold),
     }
+    quality = np.array([jpeg_quality(Path(f).read_bytes()) or np.nan for f in rows["path"]], dtype=np.float64)
+    readable = jpeg & np.isfinite(quality)
+    out["jpeg_quality_baseline"] = {
+        "n": int(readable.sum()),
+        "auroc": auroc(label[readable].astype(int), quality[readable]),
+        "model_auroc_same_rows": auroc(label[readable].astype(int), p[readable]),
+    }
     for name in sorted(set(dist) - {"jpeg", "jpeg-hq", "pristine"}):
         m = lab & (dist == name)
         out[name] = binary_metrics(label[m].astype(int), p[m], threshold)
@@ -68,14 +76,16 @@ def score(rows: pd.DataFrame, p: np.ndarray, threshold: float) -> dict[str, Any]
 
 def table(card: dict[str, Any]) -> str:
     head = "| collection | split | photos | AUROC | bal. acc. | bal. acc. @0.5 | within-level AUROC 4-6 "
-    lines = [head + "| pristine useful | q90 useful |", "|" + "---|" * 9]
+    head += "| pristine useful | q90 useful | JPEG quality factor AUROC (model, same rows) |"
+    lines = [head, "|" + "---|" * 10]
     for name, c in card["collections"].items():
         t = c["at_threshold"]
         lines.append(
             f"| {name} | {c['split']} | {c['sources']} | {t['auroc']:.3f} | {100 * t['balanced_accuracy']:.1f} % | "
             f"{100 * c['at_0.5']['balanced_accuracy']:.1f} % | {c['within_level_auroc_4_6']:.3f} | "
             f"{100 * c['pristine']['useful']:.1f} % ({c['pristine']['n']}) | "
-            f"{100 * c['quality_90']['useful']:.1f} % ({c['quality_90']['n']}) |"
+            f"{100 * c['quality_90']['useful']:.1f} % ({c['quality_90']['n']}) | "
+            f"{c['jpeg_quality_baseline']['auroc']:.3f} ({c['jpeg_quality_baseline']['model_auroc_same_rows']:.3f}) |"
         )
     return "\n".join(lines) + "\n"
 
