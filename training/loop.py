@@ -100,6 +100,8 @@ def train_one_epoch(
     """One pass over the balanced order; returns mean loss and accuracy on what was seen."""
     model.train()
     order, copies = epoch_order(data.labels, cfg.balance, gen)
+    if getattr(cfg, "epoch_size", 0):  # a fixed budget of draws per epoch, from the same balanced order
+        order, copies = order[: cfg.epoch_size], copies[: cfg.epoch_size]
     steps = (len(order) + cfg.batch_size - 1) // cfg.batch_size
     if cfg.max_steps:
         steps = min(steps, cfg.max_steps)

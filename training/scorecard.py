@@ -98,8 +98,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for path, split in [(p, "test") for p in args.labels] + [(p, "all") for p in args.unseen]:
         m = load_manifest(path, split="test" if split == "test" else None)
         p = predict_paths(model, list(m.rows["path"]), desc=path.name)
-        card["collections"][path.name] = {"split": split, **score(m.rows, p, threshold)}
-        log.info("%s (%s): %s", path.name, split, card["collections"][path.name]["at_threshold"])
+        name = path.name if path.is_dir() else f"{path.parent.name} ({path.stem})"
+        card["collections"][name] = {"split": split, **score(m.rows, p, threshold)}
+        log.info("%s (%s): %s", name, split, card["collections"][name]["at_threshold"])
     return card
 
 

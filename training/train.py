@@ -77,6 +77,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--step-size", type=int, default=5, help="epochs between decays for --schedule step")
     g.add_argument("--gamma", type=float, default=0.1, help="decay factor for --schedule step")
     g.add_argument("--balance", choices=BALANCING, default="weighted", help="class balancing of each epoch")
+    g.add_argument(
+        "--epoch-size",
+        type=int,
+        default=0,
+        help="images drawn per epoch (0: what the balancing gives; a cap otherwise)",
+    )
     g.add_argument("--pretrained", action="store_true", help="start from ImageNet weights in the torch hub cache")
     g.add_argument("--init", type=Path, default=None, help="start from the weights of another utility checkpoint")
     g.add_argument("--seed", type=int, default=0)
