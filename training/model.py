@@ -47,7 +47,10 @@ class UtilityNet(ResNet):
             f = self.features(x)
         else:
             n = x.shape[0]
-            both = self.features(torch.cat([x[:, :3], x[:, 3:]], 0))
+            both = torch.cat([x[:, :3], x[:, 3:]], 0)
+            if x.is_contiguous(memory_format=torch.channels_last):  # cat of channel slices falls back to NCHW
+                both = both.contiguous(memory_format=torch.channels_last)
+            both = self.features(both)
             f = torch.cat([both[:n], both[n:]], 1)
         return self.fc(f), (self.aux(f) if self.aux is not None else None)
 

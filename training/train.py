@@ -40,7 +40,17 @@ from training.targets import defined_targets
 log = logging.getLogger("training.train")
 
 # Flags that change nothing in the result: taken from the command line even when resuming.
-RUNTIME = ("resume", "test_only", "threads", "workers", "cache_dir", "output_dir", "verbose", "max_steps")
+RUNTIME = (
+    "resume",
+    "test_only",
+    "threads",
+    "workers",
+    "cache_dir",
+    "output_dir",
+    "verbose",
+    "max_steps",
+    "test_each_epoch",
+)
 SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft", "native_crop")
 
 
@@ -100,6 +110,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2, help="threads decoding images into the pixel cache")
     g.add_argument("--cache-dir", type=Path, default=None, help="pixel cache (default: OUTPUT_DIR/../cache)")
     g.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke tests)")
+    g.add_argument(
+        "--test-each-epoch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the test split every epoch (off: only on epochs that become the best, and the last)",
+    )
     g.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from, or 'auto'")
     g.add_argument("--test-only", action="store_true", help="evaluate --resume's checkpoint on the test split")
     g.add_argument("-v", "--verbose", action="store_true")
@@ -259,15 +275,17 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
             ),
         }
         scheduler.step()
-        for name in ("val", "test"):
-            if name in splits:
-                row[name] = evaluate(model, splits[name], spec, channels_last=args.channels_last, aux_names=aux_names)
-                log.info("epoch %d %s: %s", epoch, name, format_metrics(row[name]))
+        chooser = "val" if "val" in splits else "test"
+        row[chooser] = evaluate(model, splits[chooser], spec, channels_last=args.channels_last, aux_names=aux_names)
+        log.info("epoch %d %s: %s", epoch, chooser, format_metrics(row[chooser]))
+        pick = row[chooser]
+        better = is_better(pick, state["best"], args.select_metric)
+        if "test" in splits and "test" not in row and (args.test_each_epoch or better or epoch == args.epochs):
+            row["test"] = evaluate(model, splits["test"], spec, channels_last=args.channels_last, aux_names=aux_names)
+            log.info("epoch %d test: %s", epoch, format_metrics(row["test"]))
         row["seconds"] = time.perf_counter() - t0
         state["wall_s"] += row["seconds"]
         state["history"].append(row)
-        pick = row["val" if "val" in row else "test"]
-        better = is_better(pick, state["best"], args.select_metric)
         if better:
             state["best"] = {
                 "epoch": epoch,
