@@ -1,6 +1,6 @@
 """A small client for the image-utility service: sync and async, typed results, polite retries.
 
-Needs only httpx (no torch, no onnxruntime)::
+Needs only httpx (no torch, no onnxruntime); results are :mod:`app.verdict`'s types::
 
     from app.client import UtilityClient
 
@@ -24,50 +24,28 @@ import mimetypes
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from app.verdict import ItemError, ModelInfo, UtilityResult
+
+__all__ = [
+    "AsyncUtilityClient",
+    "ItemError",
+    "ModelInfo",
+    "UtilityClient",
+    "UtilityConnectionError",
+    "UtilityError",
+    "UtilityResult",
+    "UtilityTimeoutError",
+]
+
 log = logging.getLogger(__name__)
 
 Image = bytes | str | os.PathLike[str]
 RETRY_STATUSES = (429, 503)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    task: str
-
-
-@dataclass(frozen=True)
-class UtilityResult:
-    """The service's verdict on one image."""
-
-    useful: bool
-    label: str
-    confidence: float
-    p_useful: float
-    threshold: float
-    model: ModelInfo
-    filename: str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> UtilityResult:
-        fields = ("useful", "label", "confidence", "p_useful", "threshold")
-        return cls(**{k: data[k] for k in fields}, model=ModelInfo(**data["model"]), filename=data.get("filename"))
-
-
-@dataclass(frozen=True)
-class ItemError:
-    """One image of a batch that could not be assessed; the others still were."""
-
-    status: int
-    detail: str
-    filename: str | None = None
 
 
 class UtilityError(Exception):
@@ -125,10 +103,7 @@ def _body(response: httpx.Response) -> dict[str, Any]:
 
 def _batch_items(body: dict[str, Any]) -> list[UtilityResult | ItemError]:
     return [
-        ItemError(item["error"]["status"], item["error"]["detail"], item.get("filename"))
-        if item.get("error")
-        else UtilityResult.from_json(item)
-        for item in body["results"]
+        ItemError.from_dict(item) if item.get("error") else UtilityResult.from_dict(item) for item in body["results"]
     ]
 
 
@@ -186,7 +161,7 @@ class UtilityClient(_Base):
     def assess(self, image: Image, *, model: str | None = None, threshold: float | None = None) -> UtilityResult:
         """Is this image (bytes or a file path) useful for machines?"""
         body = self._post("/utility", [("file", _part(image, 0))], _params(model, threshold))
-        return UtilityResult.from_json(body)
+        return UtilityResult.from_dict(body)
 
     def assess_batch(
         self, images: Iterable[Image], *, model: str | None = None, threshold: float | None = None
@@ -241,7 +216,7 @@ class AsyncUtilityClient(_Base):
 
     async def assess(self, image: Image, *, model: str | None = None, threshold: float | None = None) -> UtilityResult:
         body = await self._post("/utility", [("file", _part(image, 0))], _params(model, threshold))
-        return UtilityResult.from_json(body)
+        return UtilityResult.from_dict(body)
 
     async def assess_batch(
         self, images: Iterable[Image], *, model: str | None = None, threshold: float | None = None

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from app.preprocess import PreprocessSpec
+from app.verdict import NON_USEFUL, USEFUL
 
 CONTRACT_VERSION = "1"
-USEFUL = "useful"
-NON_USEFUL = "non-useful"
 TASKS = ("classification", "detection")
 OUTPUT_KINDS = ("logits", "probabilities")
 _PREFIX = "utility."
+_DEFAULT_LABELS = json.dumps([NON_USEFUL, USEFUL])
 
 
 class ContractError(ValueError):
@@ -70,7 +70,7 @@ class ModelContract:
                 task=meta[f"{_PREFIX}task"],
                 version=meta[f"{_PREFIX}version"],
                 preprocess=PreprocessSpec.from_json(meta[f"{_PREFIX}preprocess"]),
-                labels=tuple(json.loads(meta.get(f"{_PREFIX}labels", '["non-useful", "useful"]'))),
+                labels=tuple(json.loads(meta.get(f"{_PREFIX}labels", _DEFAULT_LABELS))),
                 output=meta.get(f"{_PREFIX}output", "logits"),
                 training=json.loads(meta.get(f"{_PREFIX}training", "{}")),
             )

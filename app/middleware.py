@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -10,8 +9,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import metrics
-from app.api.errors import BodyTooLargeError
+from app import telemetry
+from app.api.errors import BodyTooLargeError, error_response
 
 log = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -50,15 +49,15 @@ class RequestContextMiddleware:
 
         try:
             if self._declared_too_large(scope):
-                await self._reject_413(send_with_id)
+                await self._reject_413(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
-            metrics.REQUESTS.labels(template, str(status)).inc()
-            metrics.REQUEST_DURATION.labels(template).observe(elapsed)
+            telemetry.REQUESTS.labels(template, str(status)).inc()
+            telemetry.REQUEST_DURATION.labels(template).observe(elapsed)
             if self.access_log:
                 log.info(
                     "%s %s %d",
@@ -82,23 +81,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLargeError(f"request body is over the limit of {limit} bytes")
+                    raise self._too_large()
             return message
 
         return limited_receive
 
-    async def _reject_413(self, send: Send) -> None:
-        metrics.REJECTED.labels("body_too_large").inc()
-        body = json.dumps({"detail": f"request body is over the limit of {self.max_body_bytes} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _reject_413(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(self._too_large())(scope, receive, send)
+
+    def _too_large(self) -> BodyTooLargeError:
+        return BodyTooLargeError(f"request body is over the limit of {self.max_body_bytes} bytes")
