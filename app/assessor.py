@@ -32,9 +32,10 @@ class Assessor:
         self.registry.get(model)
 
     async def assess(
-        self, data: bytes, model: str | None, threshold: float, filename: str | None = None
+        self, data: bytes, model: str | None, threshold: float | None, filename: str | None = None
     ) -> UtilityResult:
-        """The verdict on one image, by the named model (default: the registry's) at ``threshold``."""
+        """The verdict on one image, by the named model (default: the registry's) at ``threshold``
+        (default: the model's)."""
         served = self.registry.get(model)
         try:
             return await self._run(data, served, threshold, filename)
@@ -45,7 +46,9 @@ class Assessor:
                 raise
             return await self._run(data, current, threshold, filename)
 
-    async def _run(self, data: bytes, served: ServedModel, threshold: float, filename: str | None) -> UtilityResult:
+    async def _run(
+        self, data: bytes, served: ServedModel, threshold: float | None, filename: str | None
+    ) -> UtilityResult:
         model, batcher = served.model, served.batcher
         batcher.check_room()  # refuse before spending decode time on a request that cannot be queued
         start = time.perf_counter()
@@ -53,7 +56,8 @@ class Assessor:
         x = await loop.run_in_executor(self._pool, preprocess_bytes, data, model.spec, self.max_pixels)
         telemetry.DECODE_DURATION.labels(model.name).observe(time.perf_counter() - start)
         p_useful = await batcher.submit(x, self.timeout)  # queue -> batch -> predict
-        result = UtilityResult.decide(p_useful, threshold, model.info, filename)
+        chosen = model.default_threshold if threshold is None else threshold
+        result = UtilityResult.decide(p_useful, chosen, model.info, filename)
         telemetry.PREDICTIONS.labels(model.name, result.label).inc()
         return result
 

@@ -9,6 +9,9 @@ Needs only httpx (no torch, no onnxruntime); results are :mod:`app.verdict`'s ty
         if result.useful:
             ...
 
+``threshold=None`` (the default) lets the service apply the model's own default threshold
+(``GET /models`` lists it; ``result.threshold`` says which one was applied).
+
 429 (queue full) and 503 (not ready, shutting down) are retried up to ``retries`` times, after the
 server's ``Retry-After`` (capped at ``max_retry_wait``) or an exponential backoff. Other failures
 raise :class:`UtilityError` with the status and the server's ``detail``.
@@ -159,7 +162,7 @@ class UtilityClient(_Base):
         self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, headers=headers, transport=transport)
 
     def assess(self, image: Image, *, model: str | None = None, threshold: float | None = None) -> UtilityResult:
-        """Is this image (bytes or a file path) useful for machines?"""
+        """Is this image (bytes or a file path) useful for machines? ``threshold``: default the model's."""
         body = self._post("/utility", [("file", _part(image, 0))], _params(model, threshold))
         return UtilityResult.from_dict(body)
 

@@ -87,6 +87,11 @@ class UtilityModel:
         return self.contract.task
 
     @property
+    def default_threshold(self) -> float:
+        """The threshold of a request that names none (the model's ``utility.threshold``, else 0.5)."""
+        return self.contract.threshold
+
+    @property
     def info(self) -> ModelInfo:
         return ModelInfo(self.name, self.version, self.task)
 
@@ -112,6 +117,7 @@ class UtilityModel:
             "version": self.version,
             "input_size": [3, spec.size, spec.size],
             "labels": list(self.contract.labels),
+            "default_threshold": self.default_threshold,
             "output": self.contract.output,
             "preprocessing": {
                 "resize": spec.resize,

@@ -53,7 +53,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files and folders")
     p.add_argument("--models-dir", default=env("UTILITY_MODELS_DIR", "models"), help="folder of model folders")
     p.add_argument("--model", default=env("UTILITY_DEFAULT_MODEL"), help="model name (default: first by name)")
-    p.add_argument("--threshold", type=float, default=0.5, help="useful when p_useful >= threshold (0..1)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="useful when p_useful >= threshold (0..1; default: the model's, see GET /models)",
+    )
     p.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
     p.add_argument(
         "--providers",
@@ -145,7 +149,7 @@ def _check_args(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    if not 0.0 <= args.threshold <= 1.0:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold:g}")
     if args.out and args.out != "-" and Path(args.out).suffix.lower() not in FORMATS:
         raise UsageError(f"--out must end in {' or '.join(FORMATS)}, got {args.out!r}")
@@ -210,7 +214,8 @@ def summary(counts: Counter, seconds: float) -> str:
 def run(args: argparse.Namespace, paths: list[Path], model: UtilityModel, writer: RowWriter) -> Counter:
     files = list(iter_files(paths))  # paths only: cheap, and it gives the progress bar its total
     workers = args.workers or cpu_count()
-    scorer = Scorer(model, args.threshold, workers, args.batch_size, args.max_pixels)
+    threshold = model.default_threshold if args.threshold is None else args.threshold
+    scorer = Scorer(model, threshold, workers, args.batch_size, args.max_pixels)
     counts: Counter = Counter({USEFUL: 0, NON_USEFUL: 0, "unreadable": 0})
     bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=args.no_progress, desc="scoring")
     with bar:

@@ -24,7 +24,10 @@ ModelParam = Annotated[
     str | None,
     Query(max_length=128, description="A loaded model's name; default: UTILITY_DEFAULT_MODEL or the first by name"),
 ]
-ThresholdParam = Annotated[float, Query(ge=0.0, le=1.0, description="useful when p_useful >= threshold")]
+ThresholdParam = Annotated[
+    float | None,
+    Query(ge=0.0, le=1.0, description="useful when p_useful >= threshold; default: the model's (GET /models)"),
+]
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,10 @@ class Choice:
     """Which model, at which threshold: the query of both routes."""
 
     model: str | None
-    threshold: float
+    threshold: float | None  # None: the model's default
 
 
-async def choice(model: ModelParam = None, threshold: ThresholdParam = 0.5) -> Choice:
+async def choice(model: ModelParam = None, threshold: ThresholdParam = None) -> Choice:
     return Choice(model, threshold)
 
 

@@ -163,7 +163,9 @@ async def gate(
     assessor: AssessorDep,
     settings: SettingsDep,
     utility_model: Annotated[str | None, Query(max_length=128, description="model to assess with")] = None,
-    utility_threshold: Annotated[float, Query(ge=0.0, le=1.0, description="useful when p_useful >= this")] = 0.5,
+    utility_threshold: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="useful when p_useful >= this; default: the model's")
+    ] = None,
 ) -> Response:
     base = settings.gate_targets.get(target)
     if base is None:  # not counted per target: the name comes from the client

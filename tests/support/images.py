@@ -24,3 +24,4 @@ def image_bytes(
 RED = (220, 30, 30)
 BLUE = (30, 30, 220)
 GREEN = (20, 250, 20)  # poison for make_tiny_model(fail_on_green=True)
+SLIGHTLY_BLUE = (110, 100, 136)  # p_useful about 0.4 on make_tiny_model(gain=1.0)

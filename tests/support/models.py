@@ -24,6 +24,8 @@ def make_tiny_model(
     gain: float = 8.0,
     slow_matmuls: int = 0,
     fail_on_green: bool = False,
+    threshold: float | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """A real ONNX model with the contract's metadata: red images are useful, blue ones are not.
 
@@ -32,6 +34,8 @@ def make_tiny_model(
     5 ms each here) whose result is multiplied by zero: a model that is slow for real.
     ``fail_on_green`` makes onnxruntime itself fail on any batch holding a very green image (mean
     G > 242): a Reshape whose target shape is computed from the input becomes invalid.
+    ``threshold`` is the contract's default threshold (None: the contract's default); ``metadata``
+    overrides ONNX metadata entries as written, unchecked (for malformed models).
     """
     w = np.array([[-gain, gain], [0.0, 0.0], [gain, -gain]], dtype=np.float32)
     b = np.zeros(2, dtype=np.float32)
@@ -62,8 +66,9 @@ def make_tiny_model(
         version=version,
         preprocess=PreprocessSpec(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         training={"note": "test model made by tests/support/models.py; red means useful"},
+        **({} if threshold is None else {"threshold": threshold}),
     )
-    helper.set_model_props(model, contract.to_metadata())
+    helper.set_model_props(model, contract.to_metadata() | (metadata or {}))
     onnx.checker.check_model(model)
     folder = models_dir / name
     (folder / "1").mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import BLUE, RED, image_bytes, make_settings, make_tiny_model, metric_value, serve
+from support import BLUE, RED, SLIGHTLY_BLUE, image_bytes, make_settings, make_tiny_model, metric_value, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -201,3 +201,26 @@ async def test_exif_rotation_is_applied(client):
     img.save(buf, format="JPEG", exif=exif)
     r = await client.post("/utility", content=buf.getvalue(), headers={"content-type": "image/jpeg"})
     assert r.status_code == 200 and r.json()["useful"] is True
+
+
+async def test_the_models_default_threshold_applies_when_the_request_names_none(tmp_path: Path):
+    make_tiny_model(tmp_path, "lenient", gain=1.0, threshold=0.3)
+    data, jpeg = image_bytes(SLIGHTLY_BLUE), {"content-type": "image/jpeg"}
+    async with serve(make_settings(tmp_path)) as c:
+        default = (await c.post("/utility", content=data, headers=jpeg)).json()
+        assert 0.35 < default["p_useful"] < 0.45
+        assert default["useful"] is True and default["threshold"] == 0.3
+        strict = (await c.post("/utility?threshold=0.5", content=data, headers=jpeg)).json()
+        assert strict["useful"] is False and strict["threshold"] == 0.5
+        batch = (await c.post("/utility/batch", files=[("files", ("a.jpg", data, "image/jpeg"))])).json()
+        assert batch["results"][0]["useful"] is True and batch["results"][0]["threshold"] == 0.3
+        listed = (await c.get("/models")).json()["models"]
+        assert [(m["name"], m["default_threshold"]) for m in listed] == [("lenient", 0.3)]
+
+
+async def test_a_model_with_a_malformed_threshold_is_not_served_and_readyz_names_the_key(models_dir: Path):
+    make_tiny_model(models_dir, "odd", metadata={"utility.threshold": "often"})
+    async with serve(make_settings(models_dir, default_model="tiny")) as c:
+        r = await c.get("/readyz")
+        assert r.status_code == 503 and "utility.threshold" in r.json()["detail"]
+        assert (await c.get("/models")).json()["models"][0]["default_threshold"] == 0.5
