@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(4.0, ge=0.0, le=1000.0)
     queue_size: int = Field(256, ge=1, le=100_000)
     request_timeout_s: float = Field(10.0, gt=0.0, le=600.0)
+    idle_timeout_s: float = Field(5.0, gt=0.0, le=3600.0, description="close a connection silent this long")
+    # A backstop far above the queue: a small queue must answer overload with the app's 429, not 503.
+    max_connections: int = Field(1024, ge=1, le=1_000_000, description="open connections; beyond, 503")
     decode_workers: int = Field(0, ge=0, le=256, description="threads decoding images; 0 = one per core")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)

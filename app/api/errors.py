@@ -41,6 +41,10 @@ class TooManyItemsError(Exception):
     """A batch request has more items than max_batch_items."""
 
 
+class TooManyConnectionsError(Exception):
+    """The server holds max_connections open connections already."""
+
+
 class UnknownTargetError(LookupError):
     """The gate has no target by that name."""
 
@@ -71,7 +75,6 @@ class ErrorKind:
     reason: str | None  # label of utility_rejected_total; None: not a refusal of the input, not counted
     retry_after: int | None = None  # seconds, sent as Retry-After
     public: str | None = None  # fixed body text; None: the exception's own message
-    close: bool = False  # ask the client to close the connection (the body may be unread)
 
 
 INTERNAL = ErrorKind(500, "internal", public="internal server error")
@@ -84,7 +87,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     UnknownTargetError: ErrorKind(404, "unknown_gate_target"),
     RequestTimeoutError: ErrorKind(408, "body_timeout"),
     ImageTooLargeError: ErrorKind(413, "too_many_pixels"),
-    BodyTooLargeError: ErrorKind(413, "body_too_large", close=True),
+    BodyTooLargeError: ErrorKind(413, "body_too_large"),
     TooManyItemsError: ErrorKind(413, "too_many_items"),
     UnsupportedMediaTypeError: ErrorKind(415, "unsupported_media_type"),
     QueueFullError: ErrorKind(429, "queue_full", retry_after=1),
@@ -92,6 +95,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     UpstreamUnreachableError: ErrorKind(502, None),
     NotReadyError: ErrorKind(503, "not_ready", retry_after=5),
     BatcherClosedError: ErrorKind(503, "shutting_down", retry_after=5),
+    TooManyConnectionsError: ErrorKind(503, "too_many_connections", retry_after=1),
     InferenceTimeoutError: ErrorKind(504, "timeout", public="inference timed out"),
     UpstreamTimeoutError: ErrorKind(504, None),
 }
@@ -118,8 +122,6 @@ def error_response(exc: BaseException, request_id: str | None = None) -> JSONRes
     if kind.status >= 500 and request_id:
         body["request_id"] = request_id
     headers = {"Retry-After": str(kind.retry_after)} if kind.retry_after is not None else {}
-    if kind.close:
-        headers["Connection"] = "close"
     if isinstance(exc, UpstreamError):
         headers |= exc.headers
     return JSONResponse(body, status_code=kind.status, headers=headers)
