@@ -22,19 +22,19 @@ log = logging.getLogger(__name__)
 
 
 class QueueFullError(RuntimeError):
-    """The queue is at capacity (429)."""
+    """The queue is at capacity."""
 
 
 class InferenceTimeoutError(TimeoutError):
-    """The request waited longer than its timeout (504)."""
+    """The request waited longer than its timeout."""
 
 
 class BatchFailedError(RuntimeError):
-    """The batch this request was in failed (500)."""
+    """The batch this request was in failed."""
 
 
 class BatcherClosedError(RuntimeError):
-    """The batcher is shutting down (503)."""
+    """The batcher is shutting down."""
 
 
 @dataclass
@@ -83,22 +83,21 @@ class Batcher:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    @property
-    def full(self) -> bool:
-        return self._queue.full()
+    def check_room(self) -> None:
+        """Raise now what :meth:`submit` would raise for want of room, before the caller spends time on an input."""
+        if self._closed:
+            raise BatcherClosedError("service is shutting down")
+        if self._queue.full():
+            raise QueueFullError("inference queue is full")
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._run(), name=f"batcher-{i}") for i in range(self._instances)]
 
     async def submit(self, x: np.ndarray, timeout: float) -> float:
         """Queue one preprocessed input; return the model's output for it."""
-        if self._closed:
-            raise BatcherClosedError("service is shutting down")
+        self.check_room()
         future = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait(_Item(x, future))
-        except asyncio.QueueFull:
-            raise QueueFullError("inference queue is full") from None
+        self._queue.put_nowait(_Item(x, future))  # cannot fail: nothing ran since check_room
         self._observer.depth(self._queue.qsize())
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)

@@ -1,6 +1,6 @@
 """A small client for the image-utility service: sync and async, typed results, polite retries.
 
-Needs only httpx (no torch, no onnxruntime)::
+Needs only httpx (no torch, no onnxruntime); results are :mod:`app.verdict`'s types::
 
     from app.client import UtilityClient
 
@@ -8,6 +8,9 @@ Needs only httpx (no torch, no onnxruntime)::
         result = utility.assess("photo.jpg", threshold=0.6)
         if result.useful:
             ...
+
+``threshold=None`` (the default) lets the service apply the model's own default threshold
+(``GET /models`` lists it; ``result.threshold`` says which one was applied).
 
 429 (queue full) and 503 (not ready, shutting down) are retried up to ``retries`` times, after the
 server's ``Retry-After`` (capped at ``max_retry_wait``) or an exponential backoff. Other failures
@@ -24,50 +27,28 @@ import mimetypes
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from app.verdict import ItemError, ModelInfo, UtilityResult
+
+__all__ = [
+    "AsyncUtilityClient",
+    "ItemError",
+    "ModelInfo",
+    "UtilityClient",
+    "UtilityConnectionError",
+    "UtilityError",
+    "UtilityResult",
+    "UtilityTimeoutError",
+]
+
 log = logging.getLogger(__name__)
 
 Image = bytes | str | os.PathLike[str]
 RETRY_STATUSES = (429, 503)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    task: str
-
-
-@dataclass(frozen=True)
-class UtilityResult:
-    """The service's verdict on one image."""
-
-    useful: bool
-    label: str
-    confidence: float
-    p_useful: float
-    threshold: float
-    model: ModelInfo
-    filename: str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> UtilityResult:
-        fields = ("useful", "label", "confidence", "p_useful", "threshold")
-        return cls(**{k: data[k] for k in fields}, model=ModelInfo(**data["model"]), filename=data.get("filename"))
-
-
-@dataclass(frozen=True)
-class ItemError:
-    """One image of a batch that could not be assessed; the others still were."""
-
-    status: int
-    detail: str
-    filename: str | None = None
 
 
 class UtilityError(Exception):
@@ -125,10 +106,7 @@ def _body(response: httpx.Response) -> dict[str, Any]:
 
 def _batch_items(body: dict[str, Any]) -> list[UtilityResult | ItemError]:
     return [
-        ItemError(item["error"]["status"], item["error"]["detail"], item.get("filename"))
-        if item.get("error")
-        else UtilityResult.from_json(item)
-        for item in body["results"]
+        ItemError.from_dict(item) if item.get("error") else UtilityResult.from_dict(item) for item in body["results"]
     ]
 
 
@@ -184,9 +162,9 @@ class UtilityClient(_Base):
         self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, headers=headers, transport=transport)
 
     def assess(self, image: Image, *, model: str | None = None, threshold: float | None = None) -> UtilityResult:
-        """Is this image (bytes or a file path) useful for machines?"""
+        """Is this image (bytes or a file path) useful for machines? ``threshold``: default the model's."""
         body = self._post("/utility", [("file", _part(image, 0))], _params(model, threshold))
-        return UtilityResult.from_json(body)
+        return UtilityResult.from_dict(body)
 
     def assess_batch(
         self, images: Iterable[Image], *, model: str | None = None, threshold: float | None = None
@@ -241,7 +219,7 @@ class AsyncUtilityClient(_Base):
 
     async def assess(self, image: Image, *, model: str | None = None, threshold: float | None = None) -> UtilityResult:
         body = await self._post("/utility", [("file", _part(image, 0))], _params(model, threshold))
-        return UtilityResult.from_json(body)
+        return UtilityResult.from_dict(body)
 
     async def assess_batch(
         self, images: Iterable[Image], *, model: str | None = None, threshold: float | None = None

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from app.preprocess import PreprocessSpec
+from app.verdict import DEFAULT_THRESHOLD, NON_USEFUL, USEFUL
 
 CONTRACT_VERSION = "1"
-USEFUL = "useful"
-NON_USEFUL = "non-useful"
 TASKS = ("classification", "detection")
 OUTPUT_KINDS = ("logits", "probabilities")
 _PREFIX = "utility."
+_DEFAULT_LABELS = json.dumps([NON_USEFUL, USEFUL])
+_THRESHOLD_RULE = f"{_PREFIX}threshold must be a number between 0 and 1 (exclusive)"
 
 
 class ContractError(ValueError):
@@ -36,6 +37,7 @@ class ModelContract:
     labels: tuple[str, ...] = (NON_USEFUL, USEFUL)
     output: str = "logits"
     training: dict[str, Any] = field(default_factory=dict)
+    threshold: float = DEFAULT_THRESHOLD  # the decision threshold of a request that names none
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -44,6 +46,8 @@ class ModelContract:
             raise ContractError(f"output must be one of {OUTPUT_KINDS}, got {self.output!r}")
         if sorted(self.labels) != sorted((NON_USEFUL, USEFUL)):
             raise ContractError(f"labels must be {USEFUL!r} and {NON_USEFUL!r}, got {self.labels}")
+        if not (isinstance(self.threshold, int | float) and 0.0 < self.threshold < 1.0):
+            raise ContractError(f"{_THRESHOLD_RULE}, got {self.threshold!r}")
 
     @property
     def useful_index(self) -> int:
@@ -58,6 +62,7 @@ class ModelContract:
             f"{_PREFIX}output": self.output,
             f"{_PREFIX}preprocess": self.preprocess.to_json(),
             f"{_PREFIX}training": json.dumps(self.training, sort_keys=True, default=str),
+            f"{_PREFIX}threshold": repr(float(self.threshold)),
         }
 
     @classmethod
@@ -70,12 +75,22 @@ class ModelContract:
                 task=meta[f"{_PREFIX}task"],
                 version=meta[f"{_PREFIX}version"],
                 preprocess=PreprocessSpec.from_json(meta[f"{_PREFIX}preprocess"]),
-                labels=tuple(json.loads(meta.get(f"{_PREFIX}labels", '["non-useful", "useful"]'))),
+                labels=tuple(json.loads(meta.get(f"{_PREFIX}labels", _DEFAULT_LABELS))),
                 output=meta.get(f"{_PREFIX}output", "logits"),
                 training=json.loads(meta.get(f"{_PREFIX}training", "{}")),
+                threshold=_threshold(meta.get(f"{_PREFIX}threshold")),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise ContractError(f"bad ONNX metadata: {exc}") from exc
+
+
+def _threshold(raw: str | None) -> float:
+    if raw is None:
+        return DEFAULT_THRESHOLD
+    try:
+        return float(raw)
+    except ValueError:
+        raise ContractError(f"{_THRESHOLD_RULE}, got {raw!r}") from None
 
 
 def latest_version_dir(model_dir: Path) -> Path:

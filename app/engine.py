@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from app.contract import ContractError, ModelContract, latest_version_dir
+from app.verdict import ModelInfo
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    p_useful: float
-
-    def verdict(self, threshold: float) -> tuple[bool, str, float]:
-        """(useful, label, confidence of that label) at the given threshold."""
-        useful = self.p_useful >= threshold
-        return useful, ("useful" if useful else "non-useful"), (self.p_useful if useful else 1.0 - self.p_useful)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -97,6 +87,15 @@ class UtilityModel:
     def task(self) -> str:
         return self.contract.task
 
+    @property
+    def default_threshold(self) -> float:
+        """The threshold of a request that names none (the model's ``utility.threshold``, else 0.5)."""
+        return self.contract.threshold
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.name, self.version, self.task)
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, S, S) float32 -> (N,) probability of 'useful'. Raises if outputs mismatch."""
         out = self.session.run([self.output_name], {self.input_name: batch})[0]
@@ -119,6 +118,7 @@ class UtilityModel:
             "version": self.version,
             "input_size": [spec.channels, spec.size, spec.size],
             "labels": list(self.contract.labels),
+            "default_threshold": self.default_threshold,
             "output": self.contract.output,
             "preprocessing": {
                 "resize": spec.resize,

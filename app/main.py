@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import admin, errors, gate, system, utility
-from app.inference import Assessor
+from app.api import admin, assessment, errors, gate, system
+from app.assessor import Assessor
 from app.middleware import RequestContextMiddleware
 from app.registry import ModelRegistry
 from app.settings import Settings, get_settings
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.include_router(utility.router)
+    app.include_router(assessment.router)
     app.include_router(system.router)
     app.include_router(gate.router)
     if settings.admin_token:

@@ -41,11 +41,11 @@ Image.init()  # register every plugin now, so the formats= filter below can name
 
 
 class ImageDecodeError(ValueError):
-    """The bytes are not a readable image (400)."""
+    """The bytes are not a readable image."""
 
 
 class ImageTooLargeError(ValueError):
-    """The image declares more pixels than allowed (413)."""
+    """The image declares more pixels than allowed."""
 
 
 RESIZE_MODES = ("shorter", "stretch", "crop")

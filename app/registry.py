@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import metrics
+from app import telemetry
 from app.batcher import Batcher
 from app.contract import find_model_dirs
 from app.engine import UtilityModel
@@ -18,11 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class UnknownModelError(KeyError):
-    """No loaded model has that name (404)."""
+    """No loaded model has that name."""
 
 
 class NotReadyError(RuntimeError):
-    """No model is loaded at all (503)."""
+    """No model is loaded at all."""
 
 
 class ReloadError(RuntimeError):
@@ -37,6 +38,11 @@ class ServedModel:
     @property
     def name(self) -> str:
         return self.model.name
+
+
+def default_model_name(configured: str | None, names: Iterable[str]) -> str | None:
+    """The model a request that names none gets: the configured one, else the first by name."""
+    return configured or min(names, default=None)
 
 
 class ModelRegistry:
@@ -55,7 +61,7 @@ class ModelRegistry:
                 self.models[folder.name] = await self._load(folder)
             except Exception as exc:  # one broken folder must not stop the others
                 self.failures[folder.name] = f"{type(exc).__name__}: {exc}"
-                metrics.MODEL_READY.labels(folder.name).set(0)
+                telemetry.MODEL_READY.labels(folder.name).set(0)
                 log.error("model %s failed to load: %s", folder.name, exc)
 
     async def _load(self, folder: Path) -> ServedModel:
@@ -69,19 +75,17 @@ class ModelRegistry:
             max_wait_ms=s.max_wait_ms,
             queue_size=s.queue_size,
             instances=s.inference_instances(model.provider),
-            observer=metrics.batch_observer(model.name),
+            observer=telemetry.batch_observer(model.name),
         )
         batcher.start()
-        metrics.MODEL_INFO.labels(model.name, model.version, model.provider).set(1)
-        metrics.MODEL_READY.labels(model.name).set(1)
+        telemetry.MODEL_INFO.labels(model.name, model.version, model.provider).set(1)
+        telemetry.MODEL_READY.labels(model.name).set(1)
         log.info("model %s version %s ready on %s", model.name, model.version, model.provider)
         return ServedModel(model, batcher)
 
     @property
     def default_name(self) -> str | None:
-        if self.settings.default_model:
-            return self.settings.default_model
-        return min(self.models) if self.models else None
+        return default_model_name(self.settings.default_model, self.models)
 
     def get(self, name: str | None) -> ServedModel:
         if not self.models:
@@ -116,7 +120,7 @@ class ModelRegistry:
             self.failures.pop(name, None)
         if old is not None:
             if old.model.version != fresh.model.version or old.model.provider != fresh.model.provider:
-                metrics.MODEL_INFO.remove(name, old.model.version, old.model.provider)
+                telemetry.MODEL_INFO.remove(name, old.model.version, old.model.provider)
             await old.batcher.stop()
         return fresh
 

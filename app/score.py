@@ -27,10 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from app.contract import find_model_dirs
-from app.engine import Prediction, UtilityModel
+from app.engine import UtilityModel
 from app.osthreads import name_os_thread
 from app.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessSpec, preprocess_bytes
-from app.settings import KNOWN_PROVIDERS
+from app.registry import default_model_name
+from app.settings import DEFAULT_PROVIDERS, Settings, cpu_count, parse_providers
+from app.verdict import NON_USEFUL, USEFUL, UtilityResult
 
 log = logging.getLogger(__name__)
 PREFETCH_BATCHES = 2  # batches decoding ahead of the one being predicted
@@ -51,17 +53,22 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files and folders")
     p.add_argument("--models-dir", default=env("UTILITY_MODELS_DIR", "models"), help="folder of model folders")
     p.add_argument("--model", default=env("UTILITY_DEFAULT_MODEL"), help="model name (default: first by name)")
-    p.add_argument("--threshold", type=float, default=0.5, help="useful when p_useful >= threshold (0..1)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="useful when p_useful >= threshold (0..1; default: the model's, see GET /models)",
+    )
     p.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
     p.add_argument(
         "--providers",
-        default=env("UTILITY_PROVIDERS", "CUDAExecutionProvider,CPUExecutionProvider"),
+        default=env("UTILITY_PROVIDERS", ",".join(DEFAULT_PROVIDERS)),
         help="onnxruntime execution providers, comma-separated, in order of preference",
     )
     p.add_argument("--batch-size", type=int, default=32, help="images per model call")
     p.add_argument("--workers", type=int, default=0, help="decoding threads (default: one per core)")
     p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads (default: one per core)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="refuse images larger than this")
+    max_pixels = Settings.model_fields["max_pixels"].default
+    p.add_argument("--max-pixels", type=int, default=max_pixels, help="refuse images larger than this")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -131,13 +138,8 @@ class Scorer:
         row |= {"model": model.name, "model_version": model.version}
         if isinstance(result, str):
             return row | {"error": result}
-        useful, label, confidence = Prediction(result).verdict(self.threshold)
-        return row | {
-            "useful": useful,
-            "label": label,
-            "confidence": round(confidence, 6),
-            "p_useful": round(result, 6),
-        }
+        answer = UtilityResult.decide(result, self.threshold, model.info).as_dict()
+        return row | {k: answer[k] for k in ("useful", "label", "confidence", "p_useful")}
 
 
 def _check_args(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
@@ -147,7 +149,7 @@ def _check_args(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    if not 0.0 <= args.threshold <= 1.0:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold:g}")
     if args.out and args.out != "-" and Path(args.out).suffix.lower() not in FORMATS:
         raise UsageError(f"--out must end in {' or '.join(FORMATS)}, got {args.out!r}")
@@ -155,18 +157,17 @@ def _check_args(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
         raise UsageError(f"--out: folder {Path(args.out).parent} does not exist")
     if args.batch_size < 1 or args.workers < 0 or args.intra_op_threads < 0 or args.max_pixels < 1:
         raise UsageError("--batch-size and --max-pixels must be >= 1, --workers and --intra-op-threads >= 0")
-    providers = [p.strip() for p in args.providers.split(",") if p.strip()]
-    unknown = [p for p in providers if p not in KNOWN_PROVIDERS]
-    if not providers or unknown:
-        raise UsageError(f"unknown execution providers {unknown}; known: {', '.join(KNOWN_PROVIDERS)}")
-    return paths, providers
+    try:
+        return paths, parse_providers(args.providers)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def load_model(models_dir: Path, name: str | None, providers: list[str], intra_op_threads: int) -> UtilityModel:
     folders = {f.name: f for f in find_model_dirs(models_dir)}
     if not folders:
         raise UsageError(f"no model folders in {models_dir} (use --models-dir)")
-    key = name or min(folders)
+    key = default_model_name(name, folders)
     if key not in folders:
         raise UsageError(f"model {key!r} not found in {models_dir} (found: {', '.join(sorted(folders))})")
     return UtilityModel(key, folders[key], providers, intra_op_threads)
@@ -201,8 +202,8 @@ def open_writer(out: str | None) -> Iterator[RowWriter]:
 
 def summary(counts: Counter, seconds: float) -> str:
     total = sum(counts.values())
-    readable = counts["useful"] + counts["non-useful"]
-    ratio = f"{counts['useful'] / readable:.1%}" if readable else "n/a"
+    readable = counts[USEFUL] + counts[NON_USEFUL]
+    ratio = f"{counts[USEFUL] / readable:.1%}" if readable else "n/a"
     rate = total / seconds if seconds > 0 else 0.0
     return (
         f"scored {total} files in {seconds:.1f} s ({rate:.1f} images/s): {counts['useful']} useful, "
@@ -212,11 +213,10 @@ def summary(counts: Counter, seconds: float) -> str:
 
 def run(args: argparse.Namespace, paths: list[Path], model: UtilityModel, writer: RowWriter) -> Counter:
     files = list(iter_files(paths))  # paths only: cheap, and it gives the progress bar its total
-    workers = args.workers or (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    scorer = Scorer(model, args.threshold, workers, args.batch_size, args.max_pixels)
-    counts: Counter = Counter({"useful": 0, "non-useful": 0, "unreadable": 0})
+    workers = args.workers or cpu_count()
+    threshold = model.default_threshold if args.threshold is None else args.threshold
+    scorer = Scorer(model, threshold, workers, args.batch_size, args.max_pixels)
+    counts: Counter = Counter({USEFUL: 0, NON_USEFUL: 0, "unreadable": 0})
     bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=args.no_progress, desc="scoring")
     with bar:
         for row in scorer.rows(files):

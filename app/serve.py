@@ -39,15 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     logging_setup.configure(settings.log_level, settings.log_json)
     import uvicorn
 
+    from app import server
     from app.main import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
-        # a backstop far above the queue: a small queue must answer 429 from the app, not uvicorn's bare 503
-        limit_concurrency=max(1024, settings.queue_size * 4),
-    )
+    uvicorn.run(create_app(settings), **server.options(settings))
     return 0

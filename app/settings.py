@@ -22,6 +22,23 @@ KNOWN_PROVIDERS = (
     "DmlExecutionProvider",
     "CPUExecutionProvider",
 )
+DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parse_providers(value: str | list[str]) -> list[str]:
+    """Execution providers from a comma-separated string or a list; ValueError for none or unknown ones."""
+    providers = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
+    if not providers:
+        raise ValueError("at least one execution provider is needed")
+    unknown = [p for p in providers if p not in KNOWN_PROVIDERS]
+    if unknown:
+        raise ValueError(f"unknown execution providers {unknown}; known: {', '.join(KNOWN_PROVIDERS)}")
+    return providers
 
 
 class Settings(BaseSettings):
@@ -31,7 +48,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     models_dir: Path = Path("models")
     default_model: str | None = None
-    providers: Annotated[list[str], NoDecode] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers: Annotated[list[str], NoDecode] = list(DEFAULT_PROVIDERS)
     # One thread per call and one call per core on CPU: no intra-op barriers for decode threads to
     # stall, about a quarter less CPU per image than one call on every core (docs/performance.md).
     intra_op_threads: int = Field(1, ge=0, le=256, description="onnxruntime threads per call; 0 = one per core")
@@ -45,6 +62,9 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(4.0, ge=0.0, le=1000.0)
     queue_size: int = Field(256, ge=1, le=100_000)
     request_timeout_s: float = Field(10.0, gt=0.0, le=600.0)
+    idle_timeout_s: float = Field(5.0, gt=0.0, le=3600.0, description="close a connection silent this long")
+    # A backstop far above the queue: a small queue must answer overload with the app's 429, not 503.
+    max_connections: int = Field(1024, ge=1, le=1_000_000, description="open connections; beyond, 503")
     decode_workers: int = Field(0, ge=0, le=256, description="threads decoding images; 0 = one per core")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
@@ -59,20 +79,8 @@ class Settings(BaseSettings):
 
     @field_validator("providers", mode="before")
     @classmethod
-    def _split_providers(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return value
-
-    @field_validator("providers")
-    @classmethod
-    def _known_providers(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one execution provider is needed")
-        unknown = [p for p in value if p not in KNOWN_PROVIDERS]
-        if unknown:
-            raise ValueError(f"unknown execution providers {unknown}; known: {', '.join(KNOWN_PROVIDERS)}")
-        return value
+    def _providers(cls, value: object) -> object:
+        return parse_providers(value) if isinstance(value, str | list) else value
 
     @field_validator("log_level")
     @classmethod
@@ -98,7 +106,7 @@ class Settings(BaseSettings):
 
     @property
     def cpu_count(self) -> int:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return cpu_count()
 
     @property
     def decode_threads(self) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_deploy_support import DOCKER, ROOT, need_tool, run
+from support.deploy import DOCKER, ROOT, need_tool, run, stage
 
 VARIANTS = {
     "gpu": ["compose.yaml"],
@@ -67,7 +67,6 @@ def test_every_service_restarts_and_checks_its_health(configs):
 
 
 def test_utility_healthcheck_is_the_images(configs):
-    from test_deploy_support import stage
 
     line = stage("gpu").last("HEALTHCHECK")
     image_probe = json.loads(line[line.index("CMD") + 3 :])

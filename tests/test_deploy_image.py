@@ -13,7 +13,7 @@ import httpx
 import pytest
 from packaging.requirements import Requirement
 from support import RED, image_bytes
-from test_deploy_support import DOCKER, ROOT, need_tool, parse_dockerfile, run, stage
+from support.deploy import DOCKER, ROOT, image_entry_command, need_tool, parse_dockerfile, run, stage
 
 RUNTIME_TARGETS = ("cpu", "gpu")
 
@@ -150,7 +150,6 @@ def test_every_copy_source_is_in_the_build_context():
 
 def test_entry_command_serves_and_the_health_probe_passes(models_dir: Path, tmp_path: Path):
     """The cpu image's exact ENTRYPOINT + CMD and ENV, started outside Docker, answer /readyz; HEALTHCHECK agrees."""
-    from test_deploy_support import image_entry_command
 
     line = stage("cpu").last("HEALTHCHECK")
     probe = json.loads(line[line.index("CMD") + 3 :])
@@ -168,7 +167,6 @@ def test_entry_command_serves_and_the_health_probe_passes(models_dir: Path, tmp_
 
 def test_health_probe_fails_while_not_ready(tmp_path: Path):
     """An empty models folder: the service lives (/healthz 200) but is not ready, and the probe says why."""
-    from test_deploy_support import image_entry_command
 
     empty = tmp_path / "no-models"
     empty.mkdir()

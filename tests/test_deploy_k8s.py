@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from test_deploy_support import DOCKER, need_tool, run, stage
+from support.deploy import DOCKER, need_tool, run, stage
 
 K8S = DOCKER / "k8s"
 KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())

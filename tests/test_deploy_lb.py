@@ -8,9 +8,8 @@ import re
 from pathlib import Path
 
 import httpx
-from conftest import metric_value
-from support import BLUE, RED, image_bytes, make_tiny_model
-from test_deploy_support import DOCKER, free_port, image_entry_command, need_tool, run, running, wait_until
+from support import BLUE, RED, image_bytes, make_tiny_model, metric_value
+from support.deploy import DOCKER, free_port, image_entry_command, need_tool, run, running, wait_until
 
 CONF = DOCKER / "nginx" / "nginx.conf"
 

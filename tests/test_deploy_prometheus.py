@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 from support import BLUE, METRIC_CONTRACT, RED, image_bytes, make_tiny_model
-from test_deploy_support import DOCKER, free_port, image_entry_command, need_tool, run, running, wait_until
+from support.deploy import DOCKER, free_port, image_entry_command, need_tool, run, running, wait_until
 
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "image-utility.json"
 RULES = sorted((DOCKER / "prometheus").glob("*.yml"))

@@ -14,7 +14,7 @@ import pytest
 import tritonclient
 from google.protobuf import text_format
 from support import make_tiny_model
-from test_deploy_support import ROOT
+from support.deploy import ROOT
 
 
 def model_config_pb2():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import BLUE, RED, image_bytes, make_tiny_model
 
-from tests.support import BLUE, RED, image_bytes, make_tiny_model
 from training import evaluate
 from training.report import claims, write_report
 

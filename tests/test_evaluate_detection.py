@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import RED, image_bytes
 
-from tests.support import RED, image_bytes
 from training.eval_detection import coco_map, intra_task_detection
 
 pytest.importorskip("pycocotools")

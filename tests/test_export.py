@@ -9,11 +9,11 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
+from support.training import add_facts, make_manifest
 
 from app.contract import ModelContract
 from app.engine import UtilityModel
 from app.preprocess import PreprocessSpec, preprocess_bytes
-from tests.train_fixtures import add_facts, make_manifest
 from training import export, train
 from training.model import build_model
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import onnx
 import pytest
-from conftest import make_settings, serve
-from support import GREEN, RED, image_bytes, make_tiny_model
-from test_uvicorn import free_port, start_server, wait_ready
+from support import GREEN, RED, image_bytes, make_settings, make_tiny_model, serve
+from support.server import free_port, start_server, wait_ready
 
 JPEG = {"content-type": "image/jpeg"}
 TOKEN = "faults-" + "t" * 25

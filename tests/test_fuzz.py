@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import schemathesis
-from conftest import make_settings
-from hostile import CASES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import shutdown_lifespans
-from support import make_tiny_model
+from support import make_settings, make_tiny_model
+from support.hostile import CASES
 
 from app.main import create_app
 from app.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessSpec, preprocess_bytes

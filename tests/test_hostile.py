@@ -1,6 +1,6 @@
 """Hostile inputs: every one gets its documented 2xx/4xx, never a 5xx, and the service stays ready.
 
-The image payloads come from tests/hostile.py (made by code). Each goes through ``/utility`` as
+The image payloads come from tests/support/hostile.py (made by code). Each goes through ``/utility`` as
 a raw body and as the multipart ``file``, and through ``/utility/batch`` as one item among good
 ones (per-item errors). Request-level hostility (content types, multipart abuse, parameters,
 request ids, bodies over the limit) is in the tables below; slow bodies and thousands of parts
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_settings, serve
-from hostile import CASES, Hostile, jpeg
-from support import make_tiny_model
-from test_uvicorn import free_port, start_server, wait_ready
+from support import make_settings, make_tiny_model, serve
+from support.hostile import CASES, Hostile, jpeg
+from support.server import free_port, start_server, wait_ready
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")]
 PAYLOADS = [pytest.param(h, id=h.id) for h in CASES]

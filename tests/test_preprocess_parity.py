@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_settings, serve
 from PIL import Image
 from skimage import data as skdata
-from support import make_tiny_model
+from support import make_settings, make_tiny_model, serve
 
 from app.preprocess import preprocess_bytes
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support.training import add_facts, make_manifest
 
-from tests.train_fixtures import add_facts, make_manifest
 from training.data import UNLABELLED, read_manifests
 from training.loop import epoch_order
 from training.metrics import aux_agreement, best_threshold, binary_metrics, within_level_auroc

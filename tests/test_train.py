@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.training import make_manifest
 
 from app.preprocess import PreprocessSpec, preprocess_bytes
-from tests.train_fixtures import make_manifest
 from training import train
 from training.data import load_split, normalize, read_manifest, side_files, summarize
 from training.loop import epoch_order

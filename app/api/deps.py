@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.inference import Assessor
+from app.assessor import Assessor
 from app.registry import ModelRegistry
 from app.settings import Settings
 

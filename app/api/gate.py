@@ -8,7 +8,6 @@ not followed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,15 +18,17 @@ import httpx
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
-from starlette.datastructures import UploadFile
 
-from app import metrics
+from app import telemetry
 from app.api import errors
+from app.api.assessment import SINGLE_BODY, Choice
+from app.api.body import read_upload
 from app.api.deps import AssessorDep, SettingsDep
+from app.api.errors import GatePathError, UnknownTargetError, UpstreamTimeoutError, UpstreamUnreachableError
 from app.api.schemas import error_responses
-from app.api.utility import RAW_TYPES, SINGLE_BODY, media_type
-from app.inference import Verdict
+from app.assessor import Assessor
 from app.settings import Settings
+from app.verdict import UtilityResult
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(tags=["gate"], lifespan=lifespan)
 
 
-class GatePathError(ValueError):
-    """The path would leave the target's base URL."""
-
-
 def upstream_url(base: str, path: str, query: str) -> httpx.URL:
     """base + '/' + path, percent-encoded again, with the query minus the gate's own params."""
     segments = path.split("/")
@@ -93,33 +90,8 @@ def upstream_url(base: str, path: str, query: str) -> httpx.URL:
     return url
 
 
-def verdict_header(v: Verdict) -> str:
-    return f"{v.label}; p={v.p_useful:.4f}; threshold={v.threshold:g}; model={v.model_name}/{v.model_version}"
-
-
-async def read_gated(request: Request, settings: Settings) -> tuple[bytes, bytes]:
-    """(the whole body, to forward unchanged; the image in it: a multipart 'file' part or the body)."""
-    mime = media_type(request)
-    if mime != "multipart/form-data" and mime not in RAW_TYPES:
-        raise errors.UnsupportedMediaTypeError(
-            f"content type {mime or 'none'!r} is not supported: send multipart/form-data with a 'file' part, "
-            "or the raw image"
-        )
-    try:
-        async with asyncio.timeout(settings.request_timeout_s):
-            body = await request.body()
-            if mime != "multipart/form-data":
-                return body, body
-            form = await request.form(max_files=16, max_fields=256)  # parses the cached body
-            try:
-                part = form.get("file")
-                if not isinstance(part, UploadFile):
-                    raise errors.PayloadError("multipart body needs a 'file' part holding the image")
-                return body, await part.read()
-            finally:
-                await form.close()
-    except TimeoutError:
-        raise errors.RequestTimeoutError(f"body not received within {settings.request_timeout_s:g} s") from None
+def verdict_header(v: UtilityResult) -> str:
+    return f"{v.label}; p={v.p_useful:.4f}; threshold={v.threshold:g}; model={v.model.name}/{v.model.version}"
 
 
 def forward_headers(request: Request) -> dict[str, str]:
@@ -136,27 +108,35 @@ def forward_headers(request: Request) -> dict[str, str]:
     return headers
 
 
-def _problem(status: int, detail: str, target: str, outcome: str) -> JSONResponse:
-    metrics.GATE_REQUESTS.labels(target, outcome).inc()
-    return JSONResponse({"detail": detail}, status_code=status)
-
-
-async def forward(client: httpx.AsyncClient, request: Request, url: httpx.URL, body: bytes, target: str) -> Response:
+async def forward(
+    client: httpx.AsyncClient, request: Request, url: httpx.URL, body: bytes, target: str, header: dict[str, str]
+) -> Response:
+    """The upstream's answer, streamed back with ``header`` (the verdict) added; that header on failures too."""
     upstream = client.build_request(request.method, url, content=body, headers=forward_headers(request))
     try:
         answer = await client.send(upstream, stream=True)
     except httpx.TimeoutException:
         log.warning("gate %s: upstream timed out", target, extra={"target": target})
-        return _problem(504, f"upstream {target!r} did not answer in time", target, "upstream_timeout")
+        raise UpstreamTimeoutError(f"upstream {target!r} did not answer in time", header) from None
     except httpx.TransportError as exc:
         log.warning("gate %s: upstream unreachable: %s", target, exc, extra={"target": target})
-        return _problem(502, f"upstream {target!r} could not be reached", target, "upstream_error")
-    metrics.GATE_REQUESTS.labels(target, "forwarded").inc()
+        raise UpstreamUnreachableError(f"upstream {target!r} could not be reached", header) from None
     response = StreamingResponse(
         answer.aiter_raw(), status_code=answer.status_code, background=BackgroundTask(answer.aclose)
     )
     response.raw_headers = response_headers(answer.headers)
+    response.headers.update(header)
     return response
+
+
+def outcome(exc: Exception) -> str:
+    """The utility_gate_requests_total outcome of a request that failed with ``exc``."""
+    if isinstance(exc, UpstreamTimeoutError):
+        return "upstream_timeout"
+    if isinstance(exc, UpstreamUnreachableError):
+        return "upstream_error"
+    status = errors.kind_of(exc).status
+    return "bad_input" if status < 500 and status != 429 else "unassessed"
 
 
 def response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
@@ -183,27 +163,33 @@ async def gate(
     assessor: AssessorDep,
     settings: SettingsDep,
     utility_model: Annotated[str | None, Query(max_length=128, description="model to assess with")] = None,
-    utility_threshold: Annotated[float, Query(ge=0.0, le=1.0, description="useful when p_useful >= this")] = 0.5,
+    utility_threshold: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="useful when p_useful >= this; default: the model's")
+    ] = None,
 ) -> Response:
     base = settings.gate_targets.get(target)
-    if base is None:
-        return JSONResponse({"detail": f"unknown gate target {target!r}"}, status_code=404)
+    if base is None:  # not counted per target: the name comes from the client
+        raise UnknownTargetError(f"unknown gate target {target!r}")
+    query = Choice(utility_model, utility_threshold)
     try:
         url = upstream_url(str(base), path, request.url.query)
-        served = assessor.model(utility_model)
-        body, image = await read_gated(request, settings)
-        verdict = await assessor.assess(image, served, utility_threshold)
-    except GatePathError as exc:
-        return _problem(400, str(exc), target, "bad_input")
+        return await _gate(request, assessor, settings.request_timeout_s, url, target, query)
     except Exception as exc:
-        status = errors.status_for(exc)[0]
-        metrics.GATE_REQUESTS.labels(target, "bad_input" if status < 500 and status != 429 else "unassessed").inc()
+        telemetry.GATE_REQUESTS.labels(target, outcome(exc)).inc()
         raise
+
+
+async def _gate(
+    request: Request, assessor: Assessor, timeout_s: float, url: httpx.URL, target: str, query: Choice
+) -> Response:
+    assessor.check_model(query.model)
+    upload = await read_upload(request, timeout_s, keep_body=True)
+    verdict = await assessor.assess(upload.image, query.model, query.threshold)
     header = {VERDICT_HEADER: verdict_header(verdict)}
     if not verdict.useful:
-        metrics.GATE_REQUESTS.labels(target, "blocked").inc()
+        telemetry.GATE_REQUESTS.labels(target, "blocked").inc()
         content = {"detail": "image is not useful for machines", "verdict": verdict.as_dict()}
         return JSONResponse(content, status_code=422, headers=header)
-    response = await forward(request.app.state.gate_client, request, url, body, target)
-    response.headers.update(header)
+    response = await forward(request.app.state.gate_client, request, url, upload.body, target, header)
+    telemetry.GATE_REQUESTS.labels(target, "forwarded").inc()
     return response

@@ -1,47 +1,30 @@
-"""Response shapes, for validation-free serialisation and the OpenAPI documentation."""
+"""Response shapes for the OpenAPI documentation. The answer itself is :class:`app.verdict.UtilityResult`."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-
-class ModelRef(BaseModel):
-    name: str = Field(examples=["utility-classification"])
-    version: str = Field(examples=["2026.11.24"])
-    task: str = Field(examples=["classification"])
-
-
-class UtilityResult(BaseModel):
-    useful: bool = Field(description="p_useful >= threshold")
-    label: str = Field(description="'useful' or 'non-useful'", examples=["useful"])
-    confidence: float = Field(description="probability of the returned label", examples=[0.97])
-    p_useful: float = Field(description="probability that the image is useful", examples=[0.97])
-    threshold: float = Field(examples=[0.5])
-    model: ModelRef
-
-
-class ItemError(BaseModel):
-    status: int = Field(examples=[400])
-    detail: str = Field(examples=["not a supported image (JPEG, PNG, WebP, BMP, TIFF, GIF)"])
-
-
-class BatchItem(BaseModel):
-    filename: str | None = None
-    useful: bool | None = None
-    label: str | None = None
-    confidence: float | None = None
-    p_useful: float | None = None
-    threshold: float | None = None
-    model: ModelRef | None = None
-    error: ItemError | None = None
-
-
-class BatchResult(BaseModel):
-    results: list[BatchItem]
+from app.verdict import UtilityResult
 
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class ItemErrorBody(BaseModel):
+    status: int = Field(examples=[400])
+    detail: str = Field(examples=["not a supported image (JPEG, PNG, WebP, BMP, TIFF, GIF)"])
+
+
+class BatchItemError(BaseModel):
+    """A file of the batch that could not be assessed (:class:`app.verdict.ItemError` on the wire)."""
+
+    filename: str | None = None
+    error: ItemErrorBody
+
+
+class BatchResult(BaseModel):
+    results: list[UtilityResult | BatchItemError]
 
 
 def error_responses(*codes: int) -> dict[int | str, dict]:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from app.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_env_values_are_parsed(monkeypatch):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_settings, metric_value, serve
-from support import BLUE, RED, image_bytes
+from support import BLUE, RED, SLIGHTLY_BLUE, image_bytes, make_settings, make_tiny_model, metric_value, serve
 
-from app.api.gate import GatePathError, upstream_url
+from app.api.errors import GatePathError
+from app.api.gate import upstream_url
 
 pytestmark = pytest.mark.anyio
 
@@ -170,6 +170,17 @@ async def test_gate_parameters_are_read_and_not_forwarded(models_dir: Path, upst
         r = await c.post("/gate/vision/run?utility_model=nope", content=data, headers=JPEG)
         assert r.status_code == 404 and "nope" in r.json()["detail"]
         assert len(upstream.seen) == 1
+
+
+async def test_the_models_default_threshold_decides_when_the_request_names_none(tmp_path: Path, upstream: Upstream):
+    make_tiny_model(tmp_path, "lenient", gain=1.0, threshold=0.3)
+    data = image_bytes(SLIGHTLY_BLUE)  # p_useful about 0.4
+    async with serve(gate_settings(tmp_path, upstream)) as c:
+        r = await c.post("/gate/vision/run", content=data, headers=JPEG)
+        assert r.status_code == 200 and "threshold=0.3;" in r.headers["x-utility-verdict"]
+        r = await c.post("/gate/vision/run?utility_threshold=0.5", content=data, headers=JPEG)
+        assert r.status_code == 422 and r.json()["verdict"]["threshold"] == 0.5
+    assert len(upstream.seen) == 1
 
 
 async def test_upstream_answers_pass_through_and_failures_map_to_502_504(models_dir: Path, upstream: Upstream):

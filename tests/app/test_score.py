@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, serve
-from support import BLUE, RED, image_bytes
+from support import BLUE, RED, SLIGHTLY_BLUE, image_bytes, make_settings, make_tiny_model, serve
 
 from app import cli, score
 
@@ -60,6 +59,18 @@ async def test_same_answer_as_the_service(images: Path, models_dir: Path, tmp_pa
         served = (await c.post("/utility", content=data, headers={"content-type": "image/jpeg"})).json()
     assert 0.5 < offline["p_useful"] < 0.999
     assert offline["p_useful"] == pytest.approx(served["p_useful"], abs=1e-6)
+
+
+def test_threshold_defaults_to_the_models(tmp_path: Path):
+    make_tiny_model(tmp_path / "models", "lenient", gain=1.0, threshold=0.3)
+    image = tmp_path / "a.jpg"
+    image.write_bytes(image_bytes(SLIGHTLY_BLUE))  # p_useful about 0.4
+    args = [str(image), "--models-dir", str(tmp_path / "models"), *CPU]
+    assert score.main([*args, "--out", str(tmp_path / "default.jsonl")]) == 0
+    assert score.main([*args, "--threshold", "0.5", "--out", str(tmp_path / "strict.jsonl")]) == 0
+    default, strict = read_jsonl(tmp_path / "default.jsonl")[0], read_jsonl(tmp_path / "strict.jsonl")[0]
+    assert (default["useful"], default["threshold"]) == (True, 0.3)
+    assert (strict["useful"], strict["threshold"]) == (False, 0.5)
 
 
 def test_many_files_in_batches_keep_their_order_csv(tmp_path: Path, models_dir: Path):

@@ -1,16 +1,14 @@
-"""The HTTP service end to end, in-process through ASGITransport with the real lifespan."""
+"""POST /utility and /utility/batch, in-process through ASGITransport with the real lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import logging
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, metric_value, serve
 from PIL import Image
-from support import BLUE, METRIC_CONTRACT, RED, image_bytes, make_tiny_model
+from support import BLUE, RED, SLIGHTLY_BLUE, image_bytes, make_settings, make_tiny_model, metric_value, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -194,68 +192,6 @@ async def test_slow_inference_times_out_with_504(tmp_path: Path):
         assert r.status_code == 504 and r.json()["detail"] == "inference timed out"
 
 
-async def test_readiness_follows_the_models(tmp_path: Path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    async with serve(make_settings(empty)) as c:
-        r = await c.get("/readyz")
-        assert r.status_code == 503 and "no models" in r.json()["detail"]
-        assert (await c.get("/healthz")).status_code == 200
-        r = await c.post("/utility", content=image_bytes(RED), headers={"content-type": "image/jpeg"})
-        assert r.status_code == 503
-    make_tiny_model(empty, "tiny")
-    async with serve(make_settings(empty)) as c:
-        assert (await c.get("/readyz")).json()["status"] == "ready"
-
-
-async def test_broken_model_is_reported_and_others_still_served(models_dir: Path):
-    broken = models_dir / "broken" / "1"
-    broken.mkdir(parents=True)
-    (broken / "model.onnx").write_bytes(b"this is not onnx")
-    async with serve(make_settings(models_dir, default_model="tiny")) as c:
-        r = await c.get("/readyz")
-        assert r.status_code == 503 and "broken" in r.json()["detail"]
-        assert (
-            await c.post("/utility?model=tiny", content=image_bytes(RED), headers={"content-type": "image/jpeg"})
-        ).status_code == 200
-        assert (await c.get("/models")).json()["failed"][0]["name"] == "broken"
-
-
-async def test_cpu_fallback_when_cuda_is_asked_for(models_dir: Path, caplog):
-    caplog.set_level(logging.WARNING, logger="app.engine")
-    settings = make_settings(models_dir, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    async with serve(settings) as c:
-        info = (await c.get("/models")).json()["models"][0]
-        assert info["provider"] == "CPUExecutionProvider"
-        assert (
-            await c.post("/utility", content=image_bytes(RED), headers={"content-type": "image/jpeg"})
-        ).status_code == 200
-    lines = [r.getMessage() for r in caplog.records if "CUDAExecutionProvider" in r.getMessage()]
-    assert len(lines) == 1 and "CPUExecutionProvider" in lines[0]
-
-
-async def test_models_and_metrics_describe_the_service(client):
-    await client.post("/utility", content=image_bytes(RED), headers={"content-type": "image/jpeg"})
-    info = (await client.get("/models")).json()
-    model = info["models"][0]
-    assert info["default"] == "tiny"
-    assert model["input_size"] == [3, 32, 32] and model["task"] == "classification"
-    assert model["preprocessing"]["mean"] == [0.5, 0.5, 0.5] and model["training"]["note"]
-    text = (await client.get("/metrics")).text
-    for name in METRIC_CONTRACT:
-        assert name in text, name
-    assert metric_value(text, "utility_requests_total", route="/utility", status="200") >= 1
-    assert metric_value(text, "utility_model_info", model="tiny", provider="CPUExecutionProvider") == 1
-
-
-async def test_openapi_documents_routes_and_errors(client):
-    spec = (await client.get("/openapi.json")).json()
-    post = spec["paths"]["/utility"]["post"]
-    assert {"multipart/form-data", "image/jpeg", "image/png"} <= set(post["requestBody"]["content"])
-    assert {"400", "404", "413", "415", "422", "429", "503", "504"} <= set(post["responses"])
-    assert {"/utility/batch", "/healthz", "/readyz", "/models", "/metrics"} <= set(spec["paths"])
-
-
 async def test_exif_rotation_is_applied(client):
     # left half red, right half blue; rotated 90 degrees by EXIF -> still decodes fine
     img = Image.new("RGB", (60, 40), RED)
@@ -267,46 +203,24 @@ async def test_exif_rotation_is_applied(client):
     assert r.status_code == 200 and r.json()["useful"] is True
 
 
-async def test_reload_swaps_the_model_without_failing_requests(models_dir: Path):
-    token = "t" * 32
-    async with serve(make_settings(models_dir, admin_token=token, max_wait_ms=2)) as c:
-        auth = {"authorization": f"Bearer {token}"}
-        assert (await c.post("/admin/models/tiny/reload")).status_code == 401
-        assert (await c.post("/admin/models/tiny/reload", headers={"authorization": "Bearer wrong"})).status_code == 401
-        assert (await c.post("/admin/models/nope/reload", headers=auth)).status_code == 404
-
-        async def traffic() -> list[int]:
-            data = image_bytes(RED)
-            rs = [await c.post("/utility", content=data, headers={"content-type": "image/jpeg"}) for _ in range(30)]
-            return [r.status_code for r in rs]
-
-        make_tiny_model(models_dir, "tiny", version="test-2")  # new weights on disk
-        codes, reload = await asyncio.gather(traffic(), c.post("/admin/models/tiny/reload", headers=auth))
-        assert reload.status_code == 200 and reload.json()["version"] == "test-2"
-        assert set(codes) == {200}
-        onnx_file = models_dir / "tiny" / "1" / "model.onnx"
-        onnx_file.write_bytes(b"corrupt")  # a failed reload keeps the old model
-        r = await c.post("/admin/models/tiny/reload", headers=auth)
-        assert r.status_code == 409 and "reload of 'tiny' failed" in r.json()["detail"]
-        r = await c.post("/utility", content=image_bytes(RED), headers={"content-type": "image/jpeg"})
-        assert r.status_code == 200 and r.json()["model"]["version"] == "test-2"
-        assert (await c.get("/readyz")).status_code == 200
+async def test_the_models_default_threshold_applies_when_the_request_names_none(tmp_path: Path):
+    make_tiny_model(tmp_path, "lenient", gain=1.0, threshold=0.3)
+    data, jpeg = image_bytes(SLIGHTLY_BLUE), {"content-type": "image/jpeg"}
+    async with serve(make_settings(tmp_path)) as c:
+        default = (await c.post("/utility", content=data, headers=jpeg)).json()
+        assert 0.35 < default["p_useful"] < 0.45
+        assert default["useful"] is True and default["threshold"] == 0.3
+        strict = (await c.post("/utility?threshold=0.5", content=data, headers=jpeg)).json()
+        assert strict["useful"] is False and strict["threshold"] == 0.5
+        batch = (await c.post("/utility/batch", files=[("files", ("a.jpg", data, "image/jpeg"))])).json()
+        assert batch["results"][0]["useful"] is True and batch["results"][0]["threshold"] == 0.3
+        listed = (await c.get("/models")).json()["models"]
+        assert [(m["name"], m["default_threshold"]) for m in listed] == [("lenient", 0.3)]
 
 
-async def test_admin_routes_are_off_without_a_token(client):
-    assert (await client.post("/admin/models/tiny/reload")).status_code == 404
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("access_log", [True, False])
-async def test_access_log_can_be_switched_off_and_metrics_still_count(models_dir: Path, caplog, access_log: bool):
-    caplog.set_level(logging.INFO, logger="app.access")
-    jpeg = {"content-type": "image/jpeg"}
-    async with serve(make_settings(models_dir, access_log=access_log)) as client:
-        before = metric_value((await client.get("/metrics")).text, "utility_requests_total", route="/utility")
-        for _ in range(3):
-            assert (await client.post("/utility", content=image_bytes(RED), headers=jpeg)).is_success
-        after = metric_value((await client.get("/metrics")).text, "utility_requests_total", route="/utility")
-    lines = [r for r in caplog.records if r.name == "app.access" and r.getMessage() == "POST /utility 200"]
-    assert len(lines) == (3 if access_log else 0)
-    assert after - before == 3  # the registry is per process: count this test's requests only
+async def test_a_model_with_a_malformed_threshold_is_not_served_and_readyz_names_the_key(models_dir: Path):
+    make_tiny_model(models_dir, "odd", metadata={"utility.threshold": "often"})
+    async with serve(make_settings(models_dir, default_model="tiny")) as c:
+        r = await c.get("/readyz")
+        assert r.status_code == 503 and "utility.threshold" in r.json()["detail"]
+        assert (await c.get("/models")).json()["models"][0]["default_threshold"] == 0.5

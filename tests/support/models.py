@@ -1,30 +1,17 @@
-"""Real test inputs: a tiny ONNX model following the model contract, and real image bytes."""
+"""Tiny real ONNX models that follow the model contract."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-from PIL import Image
 
 from app.contract import ModelContract, config_pbtxt
 from app.preprocess import PreprocessSpec
 
 TINY_SIZE = 32
-# the Prometheus series the service exports from its first request (gate series appear once the gate is used)
-METRIC_CONTRACT = (
-    "utility_requests_total",
-    "utility_request_duration_seconds_bucket",
-    "utility_queue_wait_seconds_bucket",
-    "utility_inference_duration_seconds_bucket",
-    "utility_batch_size_bucket",
-    "utility_queue_depth",
-    "utility_predictions_total",
-    "utility_model_info",
-)
 
 
 def make_tiny_model(
@@ -37,6 +24,8 @@ def make_tiny_model(
     gain: float = 8.0,
     slow_matmuls: int = 0,
     fail_on_green: bool = False,
+    threshold: float | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """A real ONNX model with the contract's metadata: red images are useful, blue ones are not.
 
@@ -45,6 +34,8 @@ def make_tiny_model(
     5 ms each here) whose result is multiplied by zero: a model that is slow for real.
     ``fail_on_green`` makes onnxruntime itself fail on any batch holding a very green image (mean
     G > 242): a Reshape whose target shape is computed from the input becomes invalid.
+    ``threshold`` is the contract's default threshold (None: the contract's default); ``metadata``
+    overrides ONNX metadata entries as written, unchecked (for malformed models).
     """
     w = np.array([[-gain, gain], [0.0, 0.0], [gain, -gain]], dtype=np.float32)
     b = np.zeros(2, dtype=np.float32)
@@ -74,9 +65,10 @@ def make_tiny_model(
         task=task,
         version=version,
         preprocess=PreprocessSpec(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-        training={"note": "test model made by tests/support.py; red means useful"},
+        training={"note": "test model made by tests/support/models.py; red means useful"},
+        **({} if threshold is None else {"threshold": threshold}),
     )
-    helper.set_model_props(model, contract.to_metadata())
+    helper.set_model_props(model, contract.to_metadata() | (metadata or {}))
     onnx.checker.check_model(model)
     folder = models_dir / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
@@ -133,21 +125,3 @@ def _add_slow_branch(nodes: list, inits: list, count: int, output: str = "logits
         helper.make_node("Add", ["fast_logits", "zero"], [output]),
     ]
     return nodes, inits
-
-
-def image_bytes(
-    color: tuple[int, int, int] = (220, 30, 30), size: tuple[int, int] = (64, 48), fmt: str = "JPEG", **save
-) -> bytes:
-    """A solid-colour image with a little texture, encoded for real."""
-    rng = np.random.default_rng(sum(color) + size[0])
-    arr = np.clip(np.array(color, dtype=np.int16) + rng.integers(-10, 10, (size[1], size[0], 3)), 0, 255).astype(
-        np.uint8
-    )
-    buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, format=fmt, **save)
-    return buf.getvalue()
-
-
-RED = (220, 30, 30)
-BLUE = (30, 30, 220)
-GREEN = (20, 250, 20)  # poison for make_tiny_model(fail_on_green=True)

@@ -6,16 +6,13 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from conftest import make_settings, metric_value, serve
-from support import BLUE, RED, image_bytes, make_tiny_model
+from support import BLUE, RED, image_bytes, make_settings, make_tiny_model, metric_value, serve
+from support.server import uvicorn_thread
 
 from app.client import (
     AsyncUtilityClient,
@@ -27,30 +24,9 @@ from app.client import (
     UtilityResult,
     UtilityTimeoutError,
 )
-from app.main import create_app
 from app.settings import Settings
 
 TINY = ModelInfo("tiny", "test-1", "classification")
-
-
-@contextlib.contextmanager
-def uvicorn_thread(settings: Settings) -> Iterator[str]:
-    """The app under a real uvicorn in a thread, on a loopback port; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_config=None, lifespan="on"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 @contextlib.asynccontextmanager
@@ -117,7 +93,7 @@ async def test_async_retries_429_after_retry_after(tmp_path: Path):
 def test_sync_client_against_a_real_server(tmp_path: Path):
     make_tiny_model(tmp_path, "tiny")
     make_tiny_model(tmp_path, "slow", slow_matmuls=40)
-    with uvicorn_thread(make_settings(tmp_path, default_model="tiny")) as base, UtilityClient(base) as utility:
+    with uvicorn_thread(make_settings(tmp_path, default_model="tiny")) as (base, _), UtilityClient(base) as utility:
         assert utility.assess(image_bytes(RED)).useful
         results = utility.assess_batch([image_bytes(BLUE), image_bytes(RED)], threshold=0.2)
         assert [r.useful for r in results] == [False, True] and results[0].model == TINY
@@ -131,7 +107,7 @@ def test_sync_client_against_a_real_server(tmp_path: Path):
 def test_sync_client_retries_503_then_gives_up(tmp_path: Path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with uvicorn_thread(make_settings(empty)) as base:
+    with uvicorn_thread(make_settings(empty)) as (base, _):
         before = metric_value(httpx.get(f"{base}/metrics", timeout=5).text, "utility_requests_total", status="503")
         with UtilityClient(base, retries=2, max_retry_wait=0.05) as utility, pytest.raises(UtilityError) as info:
             utility.assess(image_bytes(RED))

@@ -1,0 +1,65 @@
+"""Image bytes -> verdict: every stage of the request path, in order, in one place.
+
+model -> decode (off the event loop) -> queue -> batch -> predict -> verdict. Shared by
+``/utility``, ``/utility/batch`` and ``/gate``; knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from app import telemetry
+from app.batcher import BatcherClosedError
+from app.osthreads import name_os_thread
+from app.preprocess import preprocess_bytes
+from app.registry import ModelRegistry, ServedModel
+from app.verdict import UtilityResult
+
+
+class Assessor:
+    def __init__(self, registry: ModelRegistry, decode_threads: int) -> None:
+        self.registry = registry
+        self.max_pixels = registry.settings.max_pixels
+        self.timeout = registry.settings.request_timeout_s
+        self._pool = ThreadPoolExecutor(
+            max_workers=decode_threads, thread_name_prefix="decode", initializer=name_os_thread
+        )
+
+    def check_model(self, model: str | None) -> None:
+        """Raise now if ``model`` cannot be served (unknown, or nothing loaded): before a body is read."""
+        self.registry.get(model)
+
+    async def assess(
+        self, data: bytes, model: str | None, threshold: float | None, filename: str | None = None
+    ) -> UtilityResult:
+        """The verdict on one image, by the named model (default: the registry's) at ``threshold``
+        (default: the model's)."""
+        served = self.registry.get(model)
+        try:
+            return await self._run(data, served, threshold, filename)
+        except BatcherClosedError:
+            # A reload swapped the model while this request was decoding: serve it on the new one.
+            current = self.registry.models.get(served.name)
+            if current is None or current is served:
+                raise
+            return await self._run(data, current, threshold, filename)
+
+    async def _run(
+        self, data: bytes, served: ServedModel, threshold: float | None, filename: str | None
+    ) -> UtilityResult:
+        model, batcher = served.model, served.batcher
+        batcher.check_room()  # refuse before spending decode time on a request that cannot be queued
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        x = await loop.run_in_executor(self._pool, preprocess_bytes, data, model.spec, self.max_pixels)
+        telemetry.DECODE_DURATION.labels(model.name).observe(time.perf_counter() - start)
+        p_useful = await batcher.submit(x, self.timeout)  # queue -> batch -> predict
+        chosen = model.default_threshold if threshold is None else threshold
+        result = UtilityResult.decide(p_useful, chosen, model.info, filename)
+        telemetry.PREDICTIONS.labels(model.name, result.label).inc()
+        return result
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
