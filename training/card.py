@@ -46,7 +46,8 @@ def _metrics_section(info: dict[str, Any]) -> list[str]:
         "## Test metrics",
         "",
         "Measured on the test split through the service's own engine (`app.engine.UtilityModel`, onnxruntime CPU),",
-        f"threshold 0.5 on p(useful). Shipped: **{info['shipped']}**.",
+        f"at the model's default threshold {info.get('threshold', 0.5):.3f} on p(useful) (chosen on validation: "
+        f"the best balanced accuracy). Shipped: **{info['shipped']}**.",
         "",
         "| model | accuracy | balanced accuracy | AUROC | images/s (batch "
         f"{exp[kinds[0]]['batch']}, 2 threads) | size |",
@@ -114,9 +115,10 @@ def render_card(info: dict[str, Any]) -> str:
         "`[non-useful, useful]`.",
         "",
         f"- Version `{info['version']}`, file `1/model.onnx` ({info['shipped']}), input `input` float32 "
-        f"[batch, 3, {spec.size}, {spec.size}], output `logits` [batch, 2]",
+        f"[batch, {spec.channels}, {spec.size}, {spec.size}], output `logits` [batch, 2]",
         f"- Preprocessing (in the ONNX metadata): resize `{spec.resize}` to {spec.size} px, {spec.interpolation}, "
-        f"mean {list(spec.mean)}, std {list(spec.std)}, JPEG draft decoding {spec.jpeg_draft}",
+        f"mean {list(spec.mean)}, std {list(spec.std)}, JPEG draft decoding {spec.draft}"
+        + (", plus a native-resolution centre crop on the JPEG block grid as channels 3-5" if spec.native_crop else ""),
         "",
         *_data_section(ckpt, training),
         *_metrics_section(info),

@@ -132,7 +132,8 @@ def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stag
     model = model_from_checkpoint(ckpt)
     test, train = df[df["split"] == "test"], df[df["split"] == "train"]
     fp32 = to_onnx(model, spec.size, stage / "fp32" / "1" / "model.onnx", args.opset, spec.channels)
-    contract = ModelContract(task=ckpt["args"]["task"], version="staging", preprocess=spec)
+    threshold = default_threshold(ckpt)
+    contract = ModelContract(task=ckpt["args"]["task"], version="staging", preprocess=spec, threshold=threshold)
     set_metadata(fp32, contract.to_metadata())
     diff = verify_onnx(
         fp32, model, real_batch(pick(test if len(test) else train, args.parity_images, 0), spec), args.tolerance
@@ -149,7 +150,7 @@ def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stag
     speed_batch = real_batch(pick(test if len(test) else train, 32, 2), spec)
     speed = images_per_second(paths, speed_batch, threads=args.threads)
     for kind, path in paths.items():
-        metrics = evaluate_folder(path.parent.parent, test, threads=args.threads) if len(test) else {}
+        metrics = evaluate_folder(path.parent.parent, test, threshold, threads=args.threads) if len(test) else {}
         metrics.pop("images_per_s", None)
         result[kind] = {
             "test": metrics,
@@ -176,6 +177,11 @@ def choose(args: argparse.Namespace, result: dict[str, Any]) -> str:
         "int8 loses %.2f accuracy points (limit %.2f): shipping %s", drop, args.int8_max_drop, "int8" if ok else "fp32"
     )
     return "int8" if ok else "fp32"
+
+
+def default_threshold(ckpt: dict[str, Any]) -> float:
+    """The threshold chosen on validation (best balanced accuracy), the model's default; 0.5 for older runs."""
+    return float((ckpt.get("best") or {}).get("threshold", 0.5))
 
 
 def architecture(ckpt: dict[str, Any]) -> str:
@@ -230,7 +236,10 @@ def run(args: argparse.Namespace, command: str) -> Path:
         training = training_metadata(ckpt, result, shipped)
         spec = PreprocessSpec.from_json(ckpt["spec"])
         set_metadata(
-            model_file, ModelContract(task=task, version=version, preprocess=spec, training=training).to_metadata()
+            model_file,
+            ModelContract(
+                task=task, version=version, preprocess=spec, training=training, threshold=default_threshold(ckpt)
+            ).to_metadata(),
         )
         (folder / "config.pbtxt").write_text(config_pbtxt(name, spec.size, args.max_batch_size, channels=spec.channels))
         info = {
@@ -244,6 +253,7 @@ def run(args: argparse.Namespace, command: str) -> Path:
             "ckpt": ckpt,
             "training": training,
             "notes": args.note,
+            "threshold": default_threshold(ckpt),
         }
         (folder / "README.md").write_text(render_card(info))
         target = args.models_dir / name

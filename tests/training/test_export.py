@@ -91,3 +91,16 @@ def test_a_two_view_model_with_soft_targets_exports_and_serves(tmp_path: Path) -
     p = model.predict(np.stack([preprocess_bytes(i.read_bytes(), model.spec) for i in images]))
     assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
     assert "two views" in model.contract.training["architecture"]
+
+
+def test_the_validation_threshold_becomes_the_models_default(run: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(run / "best.pt", weights_only=False)
+    ckpt["best"]["threshold"] = 0.37
+    torch.save(ckpt, tmp_path / "best.pt")
+    models = tmp_path / "models"
+    manifest = str(Path(ckpt["args"]["manifest"][0]))
+    argv = [str(tmp_path / "best.pt"), "--models-dir", str(models), "--name", "t", "--manifest", manifest]
+    assert export.main(argv) == 0
+    model = UtilityModel("t", models / "t", ["CPUExecutionProvider"])
+    assert model.contract.threshold == pytest.approx(0.37)
+    assert "default threshold 0.370" in (models / "t" / "README.md").read_text()

@@ -162,7 +162,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_weights(
     run = tmp_path / "killed"
     command = [sys.executable, "-m", "training.train", str(manifest), "--output-dir", str(run), "--epochs", "2"]
     command += [*FAST, "--resume", "auto"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     delays = random.Random(7).sample([1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 8.0], 4)
     kills = 0
     for delay in [*delays, None]:  # the last attempt runs to the end

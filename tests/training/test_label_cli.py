@@ -19,7 +19,7 @@ from skimage import data
 from app.cli import main as cli
 from training.manifest import manifest_row
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # wnid file names: espresso (lite0 gets it right), tabby (lite0 says tiger cat), space shuttle.
 CLASSIFICATION_PHOTOS = {
     "n07920052_coffee.png": data.coffee,
