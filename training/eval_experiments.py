@@ -20,21 +20,23 @@ def _labelled(rows: pd.DataFrame, column: str) -> np.ndarray:
     return (rows[column].notna()).to_numpy() if column in rows.columns else np.zeros(len(rows), dtype=bool)
 
 
-def predictor_accuracy(rows: pd.DataFrame, label_column: str, p_useful: np.ndarray) -> dict:
+def predictor_accuracy(rows: pd.DataFrame, label_column: str, p_useful: np.ndarray, threshold: float = 0.5) -> dict:
     """Table I/II: a predictor against the labels it was trained for, on the JPEG test rows."""
     mask = _labelled(rows, label_column) & (rows["distortion"] == TRAIN_DISTORTION).to_numpy()
     y = rows.loc[mask, label_column].astype(int).to_numpy()
-    return binary_metrics(y, p_useful[mask])
+    return binary_metrics(y, p_useful[mask], threshold)
 
 
-def by_distortion(rows: pd.DataFrame, label_column: str, p_useful: np.ndarray) -> dict[str, dict]:
+def by_distortion(
+    rows: pd.DataFrame, label_column: str, p_useful: np.ndarray, threshold: float = 0.5
+) -> dict[str, dict]:
     """Accuracy per distortion (beyond JPEG), and per distortion and level."""
     out: dict[str, dict] = {}
     for name, group in rows.groupby("distortion"):
         mask = _labelled(group, label_column)
         idx = group.index[mask]
         y = group.loc[idx, label_column].astype(int).to_numpy()
-        entry = binary_metrics(y, p_useful[idx])
+        entry = binary_metrics(y, p_useful[idx], threshold)
         entry["levels"] = {}
         for level, g in group[mask].groupby("level"):
             yl = g[label_column].astype(int).to_numpy()
@@ -42,8 +44,8 @@ def by_distortion(rows: pd.DataFrame, label_column: str, p_useful: np.ndarray) -
             entry["levels"][str(level)] = {
                 "n": len(g),
                 "useful_rate": float(yl.mean()),
-                "predicted_useful_rate": float((pl >= 0.5).mean()),
-                "accuracy": float(((pl >= 0.5) == yl.astype(bool)).mean()),
+                "predicted_useful_rate": float((pl >= threshold).mean()),
+                "accuracy": float(((pl >= threshold) == yl.astype(bool)).mean()),
             }
         out[str(name)] = entry
     return out

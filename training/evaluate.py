@@ -52,7 +52,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-limit", type=int, default=300, help="JPEG test images scored by the Fig. 1 baselines")
     p.add_argument("--energy-net", default="efficientnet-lite0", help="classifier whose logits give the energy score")
     p.add_argument("--no-nr-iqa", dest="nr_iqa", action="store_false", help="skip BRISQUE and NIQE (slow)")
-    p.add_argument("--threshold", type=float, default=0.5, help="p_useful at or above which an image is useful")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="p_useful at or above which an image is useful (default: the model's)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", action="append", default=[], help="a sentence added to the report (budgets, caveats)")
@@ -89,6 +94,8 @@ def run(args: argparse.Namespace) -> dict:
     main_dir = args.models_dir / args.model
     p_main, main_info = _predict(main_dir, m, args.device)
     task = main_info["task"]
+    if args.threshold is None:
+        args.threshold = load_model(main_dir, args.device).contract.threshold
     res: dict = {
         "model": main_info,
         "task": task,
@@ -113,7 +120,7 @@ def run(args: argparse.Namespace) -> dict:
             "column": "label",
             "model": args.model,
             "training": main_info["training"],
-            **ex.predictor_accuracy(rows, "label", p_main),
+            **ex.predictor_accuracy(rows, "label", p_main, args.threshold),
         }
     ]
     for column, folder in _parse_predictors(args.predictor):
@@ -124,18 +131,18 @@ def run(args: argparse.Namespace) -> dict:
                 "column": column,
                 "model": str(folder),
                 "training": info["training"],
-                **ex.predictor_accuracy(rows, column, p),
+                **ex.predictor_accuracy(rows, column, p, load_model(folder, args.device).contract.threshold),
             }
         )
     res["predictors"] = table
     # Continuous utility, beyond JPEG
     res["continuous_utility"] = ex.continuous_utility(rows, p_main)
-    res["by_distortion"] = ex.by_distortion(rows, "label", p_main)
+    res["by_distortion"] = ex.by_distortion(rows, "label", p_main, args.threshold)
     for extra in args.extra_manifest:
         em = load_manifest(extra, args.images_dir, args.limit, args.seed)
         p_extra, _ = _predict(main_dir, em, args.device)
         res["by_distortion"].update(
-            {f"{k} ({extra.name})": v for k, v in ex.by_distortion(em.rows, "label", p_extra).items()}
+            {f"{k} ({extra.name})": v for k, v in ex.by_distortion(em.rows, "label", p_extra, args.threshold).items()}
         )
         res.setdefault("continuous_utility_extra", {})[str(extra)] = ex.continuous_utility(em.rows, p_extra)
     # Fig. 1
