@@ -51,6 +51,8 @@ def test_scorecard_measures_each_collection_through_the_engine(tmp_path: Path) -
         assert c["at_threshold"]["confusion"] == [[2, 0], [1, 9]]  # the blue pristine photo is missed
     assert card["collections"]["unseen"]["split"] == "all"
     assert "| seen | test | 4 |" in (out / "scorecard.md").read_text()
+    assert len(pd.read_csv(out / "scores.csv.gz")) == 24
+    assert card["collections"]["seen"]["jpeg_9_levels"]["n"] == 4
 
 
 def test_scorecard_needs_a_model(tmp_path: Path) -> None:
