@@ -10,10 +10,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
+from skimage import data
 from support import RED, image_bytes
 
 from app.preprocess import PreprocessSpec
-from bench import floor, model_only, service
+from bench import floor, label_cost, model_only, service
 from bench.load import check_loopback
 
 
@@ -88,3 +90,20 @@ def test_floor_best_ratio_is_the_model_share_of_model_plus_floor():
         "best_cpu_ratio": 0.714,
         "service_cpu_ratio": 0.625,
     }
+
+
+def test_label_cost_times_each_part_of_labelling_a_photo(tmp_path: Path, capsys):
+    """A smoke run of bench.label_cost on two small photos (the timings themselves are docs/scale.md's)."""
+    for name, make in {"a.jpg": data.coffee, "b.jpg": data.chelsea}.items():
+        Image.fromarray(make()).resize((96, 64)).save(tmp_path / name)
+    detector = "ssdlite320_mobilenet_v3_large"
+    argv = [str(tmp_path), "--coco", str(tmp_path), "--count", "1", "--classifiers", ",".join(label_cost.LITE)]
+    assert label_cost.main([*argv, "--detectors", detector]) == 0
+    lines = capsys.readouterr().out.splitlines()[2:]  # under the table's header
+    rows = dict([cell.strip() for cell in line.strip("|").split("|")] for line in lines)
+    assert set(rows) == {
+        "end to end per photo, 10 views, Lite trio",
+        *(f"{n} forward per view" for n in (*label_cost.LITE, detector)),
+        "CPU part per photo (decode, distort, the Lite trio's transforms)",
+    }
+    assert all(float(s) > 0 for s in rows.values())

@@ -3,6 +3,7 @@ shards and merge, and a kill -9 half-way followed by a resume."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from app.cli import main as cli
 from training.manifest import manifest_row
 
 ROOT = Path(__file__).resolve().parents[2]
+SINGLE_FILES = ("manifest.csv", "manifest.json", "summary.md", "summary.json", "run.json", "sources.tsv")
 # wnid file names: espresso (lite0 gets it right), tabby (lite0 says tiger cat), space shuttle.
 CLASSIFICATION_PHOTOS = {
     "n07920052_coffee.png": data.coffee,
@@ -33,6 +35,10 @@ DETECTION_PHOTOS = {
     "coffee.jpg": data.coffee,
     "chelsea.jpg": data.chelsea,
 }
+CLASSIFICATION_ARGS = [
+    "--task", "classification", "--labelers", "efficientnet-lite0", "--ground-truth", "imagenet-wnid",
+    "--levels", "1,5,9", "--threads", "1",
+]  # fmt: skip
 
 
 def write_photos(folder: Path, photos: dict, width: int) -> Path:
@@ -48,11 +54,7 @@ def classified(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cls")
     images = write_photos(root / "photos", CLASSIFICATION_PHOTOS, 320)
     (images / "notes.txt").write_text("not an image")
-    args = [
-        "label", str(images), "--out", str(root / "out"), "--task", "classification",
-        "--labelers", "efficientnet-lite0", "--ground-truth", "imagenet-wnid", "--levels", "1,5,9", "--threads", "1",
-    ]  # fmt: skip
-    assert cli(args) == 0
+    assert cli(["label", str(images), "--out", str(root / "out"), *CLASSIFICATION_ARGS]) == 0
     return root
 
 
@@ -116,16 +118,42 @@ def test_missing_weights_fail_clearly(classified: Path, tmp_path: Path, monkeypa
 
 
 def test_shards_merge_into_the_same_manifest(classified: Path, tmp_path: Path) -> None:
-    common = ["--labelers", "efficientnet-lite0", "--ground-truth", "imagenet-wnid", "--levels", "1,5,9"]
     photos = str(classified / "photos")
     for i in range(2):
-        assert cli(["label", photos, "--out", str(tmp_path / f"s{i}"), "--shard", f"{i}/2", *common]) == 0
+        assert cli(["label", photos, "--out", str(tmp_path / f"s{i}"), "--shard", f"{i}/2", *CLASSIFICATION_ARGS]) == 0
         assert not (tmp_path / f"s{i}" / "manifest.csv").exists()  # a shard is not the dataset
         assert (tmp_path / f"s{i}" / f"shard-{i}-of-2.csv").is_file()
     assert cli(["label", "merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
     pd.testing.assert_frame_equal(read_manifest(tmp_path / "m"), read_manifest(classified / "out"))
     for rel in read_manifest(tmp_path / "m")["image"]:
         assert (tmp_path / "m" / rel).read_bytes() == (classified / "out" / rel).read_bytes()
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["a folder per shard", "one shared folder"])
+def test_shard_processes_side_by_side_give_a_single_runs_files_byte_for_byte(
+    classified: Path, tmp_path: Path, shared: bool
+) -> None:
+    """Two `image-utility label --shard i/2` processes at once (as an Indexed Job's pods or a job array's
+    tasks run), then `label merge`: the same manifest, summary and images as one uninterrupted run."""
+    outs = [tmp_path / ("out" if shared else f"shard-{i}") for i in range(2)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    label = [sys.executable, "-m", "app.cli", "label", str(classified / "photos"), *CLASSIFICATION_ARGS]
+    logs = [tmp_path / f"shard-{i}.log" for i in range(2)]
+    with contextlib.ExitStack() as files:
+        procs = [
+            subprocess.Popen(
+                [*label, "--shard", f"{i}/2", "--out", str(out)], env=env, stderr=files.enter_context(log.open("w"))
+            )
+            for i, (out, log) in enumerate(zip(outs, logs, strict=True))
+        ]
+        codes = [p.wait(timeout=600) for p in procs]
+    assert codes == [0, 0], [log.read_text() for log in logs]
+    assert cli(["label", "merge", *map(str, dict.fromkeys(outs)), "--out", str(tmp_path / "merged")]) == 0
+    single = snapshot(classified / "out") | {n: (classified / "out" / n).read_bytes() for n in SINGLE_FILES}
+    merged = snapshot(tmp_path / "merged") | {n: (tmp_path / "merged" / n).read_bytes() for n in SINGLE_FILES}
+    assert merged == single
+    if shared:  # the last shard to finish found every part and wrote the dataset itself
+        assert (outs[0] / "manifest.csv").read_bytes() == single["manifest.csv"]
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
