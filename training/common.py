@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import random
+import re
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -45,15 +47,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def _tmp_beside(path: Path) -> Path:
-    # named after the writer's pid, so remove_stale_temporaries can tell a dead writer's leftovers
+def _writer() -> str:
+    """This process as '<host>_<pid>': temporaries on a folder shared by machines (a Kubernetes or
+    Slurm volume) are told apart, and only this host's dead writers are cleaned up."""
+    host = re.sub(r"[^A-Za-z0-9]", "-", socket.gethostname()) or "host"
+    return f"{host}_{os.getpid()}"
+
+
+def temporary_beside(path: Path) -> Path:
+    """A hidden temporary next to ``path``, named after its writer (see :func:`remove_stale_temporaries`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    return path.with_name(f".{path.name}.tmp.{_writer()}")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
-    tmp = _tmp_beside(path)
+    tmp = temporary_beside(path)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
@@ -62,11 +71,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def remove_stale_temporaries(folder: Path) -> int:
-    """Delete hidden temporaries left by processes that no longer run; returns how many."""
+    """Delete hidden temporaries left by this host's processes that no longer run; returns how many.
+    Other hosts' temporaries are theirs to finish (names without a host are this host's)."""
     removed = 0
+    here = _writer().rsplit("_", 1)[0]
     for tmp in folder.rglob(".*.tmp.*"):
-        pid = tmp.name.rsplit(".", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        host, _, pid = tmp.name.rsplit(".", 1)[-1].rpartition("_")
+        if pid.isdigit() and host in ("", here) and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -83,7 +94,7 @@ def _alive(pid: int) -> bool:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _tmp_beside(path)
+    tmp = temporary_beside(path)
     try:
         tmp.write_text(text)
         os.replace(tmp, path)

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from training.common import temporary_beside
 from training.manifest import build_manifest, manifest_meta, write_manifest
 from training.pipeline import part_path, read_part, write_atomic
 from training.summary import summarize, to_json, to_markdown
@@ -76,8 +77,7 @@ def finalize(out_dir: Path, settings: dict[str, Any], sources: list[tuple[str, s
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp.{os.getpid()}")
+    tmp = temporary_beside(dst)
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 
 from app import preprocess
 from app.preprocess import PreprocessSpec, decode_image
+from training.common import temporary_beside
 from training.distortions import PRISTINE, distort, get_distortion, levels_of
 from training.groundtruth import CocoInstances, GroundTruth, ImagenetWnid
 from training.labelers.base import CLASSIFICATION, Labeler
@@ -60,8 +61,7 @@ def decode_rgb(data: bytes) -> Image.Image:
 
 def write_atomic(path: Path, data: bytes, sync: bool = False) -> None:
     """Write to a hidden temporary beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    tmp = temporary_beside(path)
     with open(tmp, "wb") as fh:
         fh.write(data)
         if sync:
