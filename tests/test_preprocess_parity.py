@@ -38,13 +38,20 @@ def photos() -> list[tuple[str, bytes]]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("input_size", [pytest.param(224, id="input-224"), pytest.param(96, id="input-96")])
-async def test_served_tensor_is_the_training_tensor(tmp_path: Path, photos, input_size: int) -> None:
+@pytest.mark.parametrize(
+    ("input_size", "native_crop"),
+    [
+        pytest.param(224, False, id="input-224"),
+        pytest.param(96, False, id="input-96"),
+        pytest.param(128, True, id="two-views-128"),  # the bundled classification model's layout
+    ],
+)
+async def test_served_tensor_is_the_training_tensor(tmp_path: Path, photos, input_size: int, native_crop: bool) -> None:
     models = tmp_path / "models"
-    make_tiny_model(models, "parity", size=input_size)
+    make_tiny_model(models, "parity", size=input_size, native_crop=native_crop)
     async with serve(make_settings(models)) as client:
         served = client.app.state.registry.get("parity")  # type: ignore[attr-defined]
-        assert served.model.spec.jpeg_draft, "the bundled preprocessing uses DCT-domain JPEG scaling"
+        assert served.model.spec.draft != native_crop, "DCT-domain JPEG scaling unless native pixels are needed"
         queued: list[np.ndarray] = []
         submit = served.batcher.submit
 
@@ -64,7 +71,7 @@ async def test_served_tensor_is_the_training_tensor(tmp_path: Path, photos, inpu
                 assert len(queued) == 1
                 trained = preprocess_bytes(body, served.model.spec)  # what training computes for this file
                 assert queued[0].dtype == trained.dtype == np.float32
-                assert queued[0].shape == trained.shape == (3, input_size, input_size)
+                assert queued[0].shape == trained.shape == (6 if native_crop else 3, input_size, input_size)
                 assert np.array_equal(queued[0], trained), f"{label} via {how}: serving differs from training"
 
 

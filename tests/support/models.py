@@ -25,6 +25,7 @@ def make_tiny_model(
     slow_matmuls: int = 0,
     fail_on_green: bool = False,
     threshold: float | None = None,
+    native_crop: bool = False,
     metadata: dict[str, str] | None = None,
 ) -> Path:
     """A real ONNX model with the contract's metadata: red images are useful, blue ones are not.
@@ -38,6 +39,8 @@ def make_tiny_model(
     overrides ONNX metadata entries as written, unchecked (for malformed models).
     """
     w = np.array([[-gain, gain], [0.0, 0.0], [gain, -gain]], dtype=np.float32)
+    if native_crop:  # a second view as channels 3-5 (PreprocessSpec.native_crop), read the same way
+        w = np.concatenate([w, w]) / 2
     b = np.zeros(2, dtype=np.float32)
     inits = [
         helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.ravel()),
@@ -55,7 +58,7 @@ def make_tiny_model(
     graph = helper.make_graph(
         nodes,
         "tiny_utility",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 6 if native_crop else 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
         initializer=inits,
     )
@@ -64,7 +67,7 @@ def make_tiny_model(
     contract = ModelContract(
         task=task,
         version=version,
-        preprocess=PreprocessSpec(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        preprocess=PreprocessSpec(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), native_crop=native_crop),
         training={"note": "test model made by tests/support/models.py; red means useful"},
         **({} if threshold is None else {"threshold": threshold}),
     )
