@@ -33,6 +33,7 @@ from training.common import setup_logging
 from training.data import find_labelers, read_manifests, split_validation
 from training.metrics import evaluate_folder
 from training.model import model_from_checkpoint
+from training.options.export import parse
 from training.quantize import ImageReader, images_per_second, quantize
 
 log = logging.getLogger("training.export")
@@ -41,28 +42,6 @@ MAX_META_CHARS = 50_000  # side files larger than this stay out of the ONNX meta
 
 class ParityError(RuntimeError):
     """onnxruntime and PyTorch disagree on the exported model by more than the tolerance."""
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="image-utility export", description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", type=Path, help="a training run folder (uses best.pt) or a checkpoint file")
-    p.add_argument("--name", default=None, help="model folder name (default: utility-<task>)")
-    p.add_argument("--models-dir", type=Path, default=Path("models"))
-    p.add_argument("--version", default=None, help="model version string (default: <date>-<commit>)")
-    p.add_argument("--manifest", type=Path, default=None, help="label manifest (default: the one trained on)")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--tolerance", type=float, default=1e-3, help="max |onnxruntime - PyTorch| on logits")
-    p.add_argument("--parity-images", type=int, default=32, help="real test images for the parity check")
-    p.add_argument("--max-batch-size", type=int, default=64, help="Triton max_batch_size")
-    p.add_argument("--int8", action="store_true", help="also build a static int8 model and compare")
-    p.add_argument("--calib-images", type=int, default=256, help="training images to calibrate int8")
-    p.add_argument("--calibration", choices=("minmax", "percentile", "entropy"), default="minmax")
-    p.add_argument("--int8-max-drop", type=float, default=1.0, help="accuracy points int8 may lose for --ship auto")
-    p.add_argument("--ship", choices=("auto", "fp32", "int8"), default="auto", help="which model becomes model.onnx")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--note", action="append", default=[], help="extra line for the card's Limits (repeatable)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -266,7 +245,7 @@ def run(args: argparse.Namespace, command: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse(argv)
     setup_logging(args.verbose)
     run(args, "image-utility export " + shlex.join(argv if argv is not None else sys.argv[1:]))
     return 0
