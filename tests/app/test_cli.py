@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = str(ROOT / "models")
+EVALUATE = ["evaluate", "--manifest", "MANIFEST", "--models-dir", MODELS, "--model", "utility-classification"]
 
 # (argv, environment, what the one line must say); MANIFEST and OUT stand for real folders.
 MISTAKES = [
@@ -33,15 +34,13 @@ MISTAKES = [
         id="evaluate-unknown-model",
     ),
     pytest.param(
-        ["evaluate", "--manifest", "MANIFEST", "--models-dir", MODELS, "--model", "utility-classification"]
-        + ["--threshold", "1.5", "--out", "OUT"],
+        [*EVALUATE, "--threshold", "1.5", "--out", "OUT"],
         {},
         "--threshold 1.5 is out of range; allowed: 0 to 1",
         id="evaluate-threshold",
     ),
     pytest.param(
-        ["evaluate", "--manifest", "MANIFEST", "--models-dir", MODELS, "--model", "utility-classification"]
-        + ["--out", "MANIFEST"],
+        [*EVALUATE, "--out", "MANIFEST"],
         {},
         "already holds files; choose another folder or pass --force",
         id="evaluate-existing-report",
@@ -53,7 +52,7 @@ MISTAKES = [
     pytest.param(["serve", "--port", "99999"], {}, "--port: Input should be less than or equal to 65535", id="port"),
     pytest.param(["serve"], {"UTILITY_GATE_TARGETS": "{bad"}, "UTILITY_GATE_TARGETS: not valid JSON", id="gate-json"),
     pytest.param(["serve"], {"UTILITY_GATE_TARGETS": "[1]"}, "UTILITY_GATE_TARGETS: must be a JSON object", id="gate"),
-    pytest.param(["serve"], {"UTILITY_MAX_BATCH_SIZE": "x"}, "UTILITY_MAX_BATCH_SIZE: Input should be a valid", id="int"),
+    pytest.param(["serve"], {"UTILITY_MAX_BATCH_SIZE": "x"}, "UTILITY_MAX_BATCH_SIZE: Input should", id="int"),
     pytest.param(["serve"], {"UTILITY_QUEUE_SIZE": "2"}, "UTILITY_QUEUE_SIZE (2) must be at least", id="queue"),
     pytest.param(["serve"], {"UTILITY_LOG_LEVEL": "LOUD"}, "UTILITY_LOG_LEVEL: must be DEBUG", id="log-level"),
     pytest.param(["frobnicate"], {}, "unknown command 'frobnicate'", id="unknown-command"),
