@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from app.api.docs import ASSETS
 from support.browser import chromium_binary, dom, screenshot
 from support.server import uvicorn_thread
 from support.service import make_settings
+
+from app.api.docs import ASSETS
 
 needs_chromium = pytest.mark.skipif(
     chromium_binary() is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)"
