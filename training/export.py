@@ -1,7 +1,8 @@
 """``image-utility export``: checkpoint -> ONNX model folder the service loads.
 
 Writes ``MODELS_DIR/<name>/1/model.onnx`` (dynamic batch, opset >= 17, the model contract in its
-metadata), ``config.pbtxt`` (Triton, onnxruntime backend) and a ``README.md`` model card. The
+metadata; into an existing model folder, the next version beside the others), ``config.pbtxt``
+(Triton, onnxruntime backend) and a ``README.md`` model card. The
 export is checked with ``onnx.checker`` and against PyTorch on real images (fails above
 ``--tolerance``), then measured on the test split through the service's own engine. ``--int8`` adds
 a static QDQ quantisation calibrated on training images; ``--ship auto`` keeps it when its test
@@ -235,13 +236,34 @@ def run(args: argparse.Namespace, command: str) -> Path:
             "threshold": default_threshold(ckpt),
         }
         (folder / "README.md").write_text(render_card(info))
-        target = args.models_dir / name
-        shutil.rmtree(target, ignore_errors=True)
-        folder.replace(target)
+        target = publish(folder, args.models_dir / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     log.info("wrote %s (%s, %s)", target, shipped, version)
     return target
+
+
+def publish(staged: Path, model_dir: Path) -> Path:
+    """Move a staged model folder (``1/model.onnx``, config, card) into ``model_dir``; the version folder written.
+
+    Triton-style, nothing is overwritten: into an existing model folder the model goes as a new
+    numeric version beside the others (highest + 1, which the service and Triton then serve); the
+    folder's card and ``config.pbtxt`` become the new version's, the previous card moves into its
+    own version folder.
+    """
+    if not model_dir.exists():
+        staged.replace(model_dir)
+        return model_dir / "1"
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    new = model_dir / str(max(versions, default=0) + 1)
+    card = model_dir / "README.md"
+    kept = model_dir / str(max(versions, default=0)) / "README.md"
+    if versions and card.is_file() and not kept.exists():
+        card.replace(kept)
+    (staged / "1").replace(new)
+    for name in ("README.md", "config.pbtxt"):
+        (staged / name).replace(model_dir / name)
+    return new
 
 
 def main(argv: list[str] | None = None) -> int:
