@@ -180,8 +180,8 @@ class RowWriter:
             self._csv.writeheader()
 
     def write(self, row: dict) -> None:
-        if self._csv:
-            self._csv.writerow(row)
+        if self._csv:  # JSON's spelling of booleans, as in the .jsonl rows: true / false
+            self._csv.writerow({k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()})
         else:
             self.stream.write(json.dumps(row) + "\n")
 

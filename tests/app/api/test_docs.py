@@ -56,3 +56,18 @@ def test_redoc_shows_every_route_offline(service, tmp_path):
     text = re.sub(r"<[^>]+>", "", dom(f"{service}/redoc", tmp_path / "profile"))
     missing = [path for path in routes(service) if path not in text]
     assert not missing, text[-2000:]
+
+
+@pytest.mark.anyio
+async def test_every_error_in_the_openapi_has_a_schema_and_a_real_example(client):
+    spec = (await client.get("/openapi.json")).json()
+    for path, operations in spec["paths"].items():
+        for op in operations.values():
+            for status, answer in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    body = answer["content"]["application/json"]
+                    assert "schema" in body, (path, status)
+                    assert body.get("example") != {"detail": "string"}, (path, status)
+    gate = spec["paths"]["/gate/{target}/{path}"]["post"]["responses"]
+    assert "gate target" in gate["404"]["description"]
+    assert gate["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/GateRefusal")
