@@ -1,4 +1,4 @@
-"""Every ``docs/...`` file a tracked file names exists (the Dockerfile once named a missing docs/deploy.md)."""
+"""Every ``docs/...`` file a tracked file names exists (the Dockerfile once named a deploy page that was missing)."""
 
 from __future__ import annotations
 
