@@ -7,7 +7,7 @@
 # onnxruntime-gpu 1.27 and later are built for CUDA 13.x + cuDNN 9.x (1.31.1: build_and_package_info.cuda_version
 # '13.0', NEEDED libcublas.so.13 libcudart.so.13 libcurand.so.10, cuDNN 9 loaded at run time), so the gpu base is
 # NVIDIA's CUDA 13.0 runtime image with cuDNN 9; it needs an NVIDIA driver >= 580 on the host. For an older driver,
-# build for CUDA 12 (onnxruntime-gpu 1.26, the last CUDA 12 + cuDNN 9 build; docs/deploy.md):
+# build for CUDA 12 (onnxruntime-gpu 1.26, the last CUDA 12 + cuDNN 9 build; README.md, "The images"):
 #   docker build --target gpu --build-arg CUDA_IMAGE=nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04 \
 #     --build-arg GPU_REQUIREMENTS=requirements-gpu-cuda12.txt -t image-utility:gpu-cuda12 .
 #

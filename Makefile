@@ -5,7 +5,7 @@ STAMP_SERVE := $(VENV)/.serve-installed
 STAMP_DEV := $(VENV)/.dev-installed
 STAMP_BENCH := $(VENV)/.bench-installed
 
-.PHONY: run test lint bench clean labels predictor
+.PHONY: run train-env test lint bench clean labels predictor
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=...)"; exit 1; }
@@ -26,8 +26,13 @@ $(STAMP_BENCH): pyproject.toml $(STAMP_DEV)
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	touch $@
 
+# make run PORT=9000 HOST=127.0.0.1 MODELS=path/to/models (each optional; else UTILITY_* or the defaults)
 run: $(STAMP_SERVE)
-	$(BIN)/image-utility serve
+	$(BIN)/image-utility serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(MODELS),--models-dir $(MODELS))
+
+# The training CLI (label, train, export, evaluate): the environment `make test` uses, every extra in.
+train-env: $(STAMP_DEV)
+	@echo "ready: $(BIN)/image-utility label|train|export|evaluate (or: source $(BIN)/activate)"
 
 test: $(STAMP_DEV)
 	$(BIN)/ruff check app training tests bench

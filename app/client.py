@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import mimetypes
 import os
@@ -54,8 +55,10 @@ RETRY_STATUSES = (429, 503)
 class UtilityError(Exception):
     """The service refused or failed the request (``status`` is None when no answer came)."""
 
-    def __init__(self, status: int | None, detail: str, request_id: str | None = None) -> None:
-        super().__init__(f"{status}: {detail}" if status else detail)
+    def __init__(self, status: int | None, detail: str | list[Any], request_id: str | None = None) -> None:
+        # ``detail`` as the service sent it: a string, or FastAPI's list of validation errors (422)
+        text = detail if isinstance(detail, str) else json.dumps(detail)
+        super().__init__(f"{status}: {text}" if status else text)
         self.status = status
         self.detail = detail
         self.request_id = request_id
@@ -98,7 +101,7 @@ def _body(response: httpx.Response) -> dict[str, Any]:
     if response.is_success:
         return response.json()
     try:
-        detail = str(response.json().get("detail", response.text))
+        detail = response.json().get("detail", response.text)
     except ValueError:
         detail = response.text or response.reason_phrase
     raise UtilityError(response.status_code, detail, response.headers.get("x-request-id"))

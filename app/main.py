@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import admin, assessment, errors, gate, system
+from app.api import admin, assessment, docs, errors, gate, system
 from app.assessor import Assessor
 from app.middleware import RequestContextMiddleware
 from app.registry import ModelRegistry
@@ -58,11 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Is this image still useful for machines? Answers before the image reaches a vision model.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own assets (app/api/docs.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.include_router(assessment.router)
     app.include_router(system.router)
     app.include_router(gate.router)
+    docs.install(app)
     if settings.admin_token:
         app.include_router(admin.router)
     errors.install(app)

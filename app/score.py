@@ -32,6 +32,7 @@ from app.osthreads import name_os_thread
 from app.preprocess import ImageDecodeError, ImageTooLargeError, PreprocessSpec, preprocess_bytes
 from app.registry import default_model_name
 from app.settings import DEFAULT_PROVIDERS, Settings, cpu_count, parse_providers
+from app.usage import Parser, UsageError
 from app.verdict import NON_USEFUL, USEFUL, UtilityResult
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,9 @@ COLUMNS = ("path", "useful", "label", "confidence", "p_useful", "threshold", "mo
 FORMATS = (".jsonl", ".csv")
 
 
-class UsageError(ValueError):
-    """Bad command-line input (exit code 2)."""
-
-
 def get_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="image-utility score",
         description="Score image files and folders (recursive) offline, with the service's engine.",
     )
@@ -183,8 +180,8 @@ class RowWriter:
             self._csv.writeheader()
 
     def write(self, row: dict) -> None:
-        if self._csv:
-            self._csv.writerow(row)
+        if self._csv:  # JSON's spelling of booleans, as in the .jsonl rows: true / false
+            self._csv.writerow({k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()})
         else:
             self.stream.write(json.dumps(row) + "\n")
 
@@ -227,13 +224,9 @@ def run(args: argparse.Namespace, paths: list[Path], model: UtilityModel, writer
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = get_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed why
-        return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        args = get_parser().parse_args(argv)
         paths, providers = _check_args(args)
         model = load_model(Path(args.models_dir), args.model, providers, args.intra_op_threads)
     except UsageError as exc:

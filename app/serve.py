@@ -4,38 +4,39 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from pydantic import ValidationError
 
 from app import logging_setup
-from app.settings import Settings
+from app.settings import Settings, describe_errors
+from app.usage import Parser, UsageError
 
 log = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="image-utility serve", description="Serve every model in a folder over HTTP.")
+    p = Parser(prog="image-utility serve", description="Serve every model in a folder over HTTP.")
     p.add_argument("--host", help="bind address (UTILITY_HOST, default 0.0.0.0)")
     p.add_argument("--port", type=int, help="port (UTILITY_PORT, default 8000)")
     p.add_argument("--models-dir", help="folder of model folders (UTILITY_MODELS_DIR, default models)")
     return p
 
 
+FLAGS = {"host": "--host", "port": "--port", "models_dir": "--models-dir"}
+
+
 def load_settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        k: v for k, v in {"host": args.host, "port": args.port, "models_dir": args.models_dir}.items() if v is not None
-    }
-    return Settings(**overrides)
+    """The settings, options over environment; a bad value is a :class:`UsageError` naming it."""
+    overrides = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise UsageError("; ".join(describe_errors(exc, {k: FLAGS[k] for k in overrides}))) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    try:
-        settings = load_settings(args)
-    except ValidationError as exc:
-        sys.stderr.write(f"image-utility serve: invalid settings (UTILITY_* environment):\n{exc}\n")
-        return 2
+    settings = load_settings(args)
     logging_setup.configure(settings.log_level, settings.log_json)
     import uvicorn
 

@@ -5,12 +5,13 @@ Bad values stop the service at start-up with a message naming the variable.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 KNOWN_PROVIDERS = (
@@ -74,7 +75,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     access_log: bool = Field(True, description="one log line per request (about 0.1 ms of CPU each)")
     admin_token: str | None = Field(None, min_length=16, description="enables /admin routes when set")
-    gate_targets: dict[str, AnyHttpUrl] = {}
+    gate_targets: Annotated[dict[str, AnyHttpUrl], NoDecode] = {}
     gate_timeout_s: float = Field(30.0, gt=0.0, le=600.0)
 
     @field_validator("providers", mode="before")
@@ -87,8 +88,21 @@ class Settings(BaseSettings):
     def _level(cls, value: str) -> str:
         level = value.upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @field_validator("gate_targets", mode="before")
+    @classmethod
+    def _targets_json(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            targets = json.loads(value or "{}")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(targets, dict):
+            raise ValueError("must be a JSON object of target name -> upstream base URL")
+        return targets
 
     @field_validator("gate_targets")
     @classmethod
@@ -101,7 +115,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _queue_fits_batch(self) -> Settings:
         if self.queue_size < self.max_batch_size:
-            raise ValueError("queue_size must be at least max_batch_size")
+            raise ValueError(
+                f"UTILITY_QUEUE_SIZE ({self.queue_size}) must be at least "
+                f"UTILITY_MAX_BATCH_SIZE ({self.max_batch_size})"
+            )
         return self
 
     @property
@@ -120,6 +137,26 @@ class Settings(BaseSettings):
             return 1
         threads = self.intra_op_threads or self.cpu_count
         return max(1, self.cpu_count // threads)
+
+
+def env_name(field: str) -> str:
+    return f"{Settings.model_config['env_prefix']}{field.upper()}"
+
+
+def describe_errors(exc: ValidationError, flags: dict[str, str] | None = None) -> list[str]:
+    """One line per bad value, named by its environment variable (or by ``flags[field]``, the option given)."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if not field:  # a rule across fields names its variables itself
+            lines.append(message)
+            continue
+        name = (flags or {}).get(field) or env_name(field)
+        given = error.get("input")
+        got = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        lines.append(f"{name}: {message}{got}")
+    return lines
 
 
 @lru_cache

@@ -19,60 +19,9 @@ import numpy as np
 
 from training import eval_experiments as ex
 from training.eval_data import Manifest, load_manifest, load_model, model_summary, predict_paths
+from training.options.evaluate import parse, parse_predictors
 
 log = logging.getLogger("training.evaluate")
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="image-utility evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--manifest", type=Path, required=True, help="label manifest (file or labelling OUT_DIR)")
-    p.add_argument("--models-dir", type=Path, default=Path("models"), help="folder of model folders")
-    p.add_argument("--model", required=True, help="model folder name under --models-dir: the predictor under test")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default reports/<model>)")
-    p.add_argument("--other-model", default=None, help="the other task's model (inter-task, Tables III/IV)")
-    p.add_argument(
-        "--predictor",
-        action="append",
-        default=[],
-        metavar="COLUMN=FOLDER",
-        help="extra predictor trained on the labels in COLUMN (e.g. efficientnet-lite0.u), for Table I/II; repeatable",
-    )
-    p.add_argument("--holdout", default=None, help="network left out of a predictor's labels (Fig. 2)")
-    p.add_argument(
-        "--holdout-predictor",
-        type=Path,
-        action="append",
-        default=[],
-        help="model folder trained without --holdout's labels, used as a filter too (Fig. 2); repeatable",
-    )
-    p.add_argument("--coco-annotations", type=Path, default=None, help="COCO instances JSON (detection mAP)")
-    p.add_argument("--extra-manifest", type=Path, action="append", default=[], help="manifest of other distortions")
-    p.add_argument("--images-dir", type=Path, default=None, help="pristine images (default: from the manifest JSON)")
-    p.add_argument("--limit", type=int, default=0, help="at most this many test sources per manifest (0: all)")
-    p.add_argument("--baseline-limit", type=int, default=300, help="JPEG test images scored by the Fig. 1 baselines")
-    p.add_argument("--energy-net", default="efficientnet-lite0", help="classifier whose logits give the energy score")
-    p.add_argument("--no-nr-iqa", dest="nr_iqa", action="store_false", help="skip BRISQUE and NIQE (slow)")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="p_useful at or above which an image is useful (default: the model's)",
-    )
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--note", action="append", default=[], help="a sentence added to the report (budgets, caveats)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
-
-
-def _parse_predictors(specs: list[str]) -> list[tuple[str, Path]]:
-    out = []
-    for spec in specs:
-        column, sep, folder = spec.partition("=")
-        if not sep or not column or not folder:
-            raise SystemExit(f"--predictor expects COLUMN=FOLDER, got {spec!r}")
-        out.append((column, Path(folder)))
-    return out
 
 
 _CACHE: dict[tuple[str, str], tuple[np.ndarray, dict]] = {}
@@ -123,7 +72,7 @@ def run(args: argparse.Namespace) -> dict:
             **ex.predictor_accuracy(rows, "label", p_main, args.threshold),
         }
     ]
-    for column, folder in _parse_predictors(args.predictor):
+    for column, folder in parse_predictors(args.predictor):
         p, info = _predict(folder, m, args.device)
         table.append(
             {
@@ -179,11 +128,11 @@ def _intra_task(args: argparse.Namespace, rows, task: str, filters: dict[str, np
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    out = args.out or Path("reports") / args.model
+    out = args.out
     res = run(args)
     res["command"] = "image-utility evaluate " + shlex.join(sys.argv[2:] if argv is None else argv)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """``image-utility export``: checkpoint -> ONNX model folder the service loads.
 
 Writes ``MODELS_DIR/<name>/1/model.onnx`` (dynamic batch, opset >= 17, the model contract in its
-metadata), ``config.pbtxt`` (Triton, onnxruntime backend) and a ``README.md`` model card. The
+metadata; into an existing model folder, the next version beside the others), ``config.pbtxt``
+(Triton, onnxruntime backend) and a ``README.md`` model card. The
 export is checked with ``onnx.checker`` and against PyTorch on real images (fails above
 ``--tolerance``), then measured on the test split through the service's own engine. ``--int8`` adds
 a static QDQ quantisation calibrated on training images; ``--ship auto`` keeps it when its test
@@ -33,6 +34,7 @@ from training.common import setup_logging
 from training.data import find_labelers, read_manifests, split_validation
 from training.metrics import evaluate_folder
 from training.model import model_from_checkpoint
+from training.options.export import parse
 from training.quantize import ImageReader, images_per_second, quantize
 
 log = logging.getLogger("training.export")
@@ -41,28 +43,6 @@ MAX_META_CHARS = 50_000  # side files larger than this stay out of the ONNX meta
 
 class ParityError(RuntimeError):
     """onnxruntime and PyTorch disagree on the exported model by more than the tolerance."""
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="image-utility export", description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", type=Path, help="a training run folder (uses best.pt) or a checkpoint file")
-    p.add_argument("--name", default=None, help="model folder name (default: utility-<task>)")
-    p.add_argument("--models-dir", type=Path, default=Path("models"))
-    p.add_argument("--version", default=None, help="model version string (default: <date>-<commit>)")
-    p.add_argument("--manifest", type=Path, default=None, help="label manifest (default: the one trained on)")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--tolerance", type=float, default=1e-3, help="max |onnxruntime - PyTorch| on logits")
-    p.add_argument("--parity-images", type=int, default=32, help="real test images for the parity check")
-    p.add_argument("--max-batch-size", type=int, default=64, help="Triton max_batch_size")
-    p.add_argument("--int8", action="store_true", help="also build a static int8 model and compare")
-    p.add_argument("--calib-images", type=int, default=256, help="training images to calibrate int8")
-    p.add_argument("--calibration", choices=("minmax", "percentile", "entropy"), default="minmax")
-    p.add_argument("--int8-max-drop", type=float, default=1.0, help="accuracy points int8 may lose for --ship auto")
-    p.add_argument("--ship", choices=("auto", "fp32", "int8"), default="auto", help="which model becomes model.onnx")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--note", action="append", default=[], help="extra line for the card's Limits (repeatable)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -256,17 +236,38 @@ def run(args: argparse.Namespace, command: str) -> Path:
             "threshold": default_threshold(ckpt),
         }
         (folder / "README.md").write_text(render_card(info))
-        target = args.models_dir / name
-        shutil.rmtree(target, ignore_errors=True)
-        folder.replace(target)
+        target = publish(folder, args.models_dir / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     log.info("wrote %s (%s, %s)", target, shipped, version)
     return target
 
 
+def publish(staged: Path, model_dir: Path) -> Path:
+    """Move a staged model folder (``1/model.onnx``, config, card) into ``model_dir``; the version folder written.
+
+    Triton-style, nothing is overwritten: into an existing model folder the model goes as a new
+    numeric version beside the others (highest + 1, which the service and Triton then serve); the
+    folder's card and ``config.pbtxt`` become the new version's, the previous card moves into its
+    own version folder.
+    """
+    if not model_dir.exists():
+        staged.replace(model_dir)
+        return model_dir / "1"
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    new = model_dir / str(max(versions, default=0) + 1)
+    card = model_dir / "README.md"
+    kept = model_dir / str(max(versions, default=0)) / "README.md"
+    if versions and card.is_file() and not kept.exists():
+        card.replace(kept)
+    (staged / "1").replace(new)
+    for name in ("README.md", "config.pbtxt"):
+        (staged / name).replace(model_dir / name)
+    return new
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse(argv)
     setup_logging(args.verbose)
     run(args, "image-utility export " + shlex.join(argv if argv is not None else sys.argv[1:]))
     return 0

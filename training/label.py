@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.usage import Parser, UsageError
 from training.utility import RULES, UtilityRule
 
 logger = logging.getLogger("training.label")
@@ -27,7 +28,7 @@ DEFAULT_LABELERS = {
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="image-utility label", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="image-utility label", description=__doc__.split("\n\n")[0])
     p.add_argument("images_dir", type=Path, help="folder of pristine photos (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output folder (images/, parts/, manifest.csv)")
     p.add_argument("--task", choices=("classification", "detection"), default="classification")
@@ -65,7 +66,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def merge_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="image-utility label merge", description="join shard outputs")
+    p = Parser(prog="image-utility label merge", description="join shard outputs")
     p.add_argument("shards", type=Path, nargs="+", help="shard output folders (or one shared folder)")
     p.add_argument("--out", type=Path, required=True)
     return p
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.run import run
 
         return run(args, settings_from(args), parse_shard(args.shard))
+    except UsageError:
+        raise  # image-utility's one line
     except (WeightsNotFoundError, GroundTruthError, OutDirError, FileNotFoundError, ValueError, KeyError) as exc:
         logger.error("%s", exc)
         return 2

@@ -131,12 +131,15 @@ def to_markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         "",
         markdown_table(summary["labeler_levels"]),
         "",
-        "## Agreement between labelers",
-        "",
-        markdown_table(summary["agreement"]),
-        "",
+        *agreement_section(summary["agreement"]),
     ]
     return "\n".join(lines)
+
+
+def agreement_section(table: pd.DataFrame) -> list[str]:
+    """The labelers' agreement table; with one labeler (an empty table) a sentence saying so."""
+    body = markdown_table(table) if len(table) else "One labeler only: there is no agreement to measure."
+    return ["## Agreement between labelers", "", body, ""]
 
 
 def to_json(summary: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-from app.contract import TASKS
-from app.preprocess import RESIZE_MODES, PreprocessSpec
+from app.preprocess import PreprocessSpec
 from training.common import (
     atomic_torch_save,
     epoch_generator,
@@ -32,9 +31,10 @@ from training.common import (
 )
 from training.curves import plot_history
 from training.data import load_split, read_manifests, side_files, split_validation, summarize
-from training.loop import BALANCING, evaluate, train_one_epoch
+from training.loop import evaluate, train_one_epoch
 from training.metrics import format_metrics
 from training.model import build_model
+from training.options.train import get_parser, parse
 from training.targets import defined_targets
 
 log = logging.getLogger("training.train")
@@ -52,74 +52,6 @@ RUNTIME = (
     "test_each_epoch",
 )
 SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft", "native_crop")
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="image-utility train", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "manifest", type=Path, nargs="*", help="OUT_DIR(s) of 'image-utility label' or manifest files (joined)"
-    )
-    p.add_argument("--output-dir", type=Path, default=Path("runs/train"), help="checkpoints, history, curves")
-    p.add_argument("--label-column", default="label", help="manifest column holding 1/0/empty utility labels")
-    p.add_argument("--task", choices=TASKS, default="classification", help="machine task the labels are for")
-    g = p.add_argument_group("preprocessing (written into the model contract)")
-    g.add_argument("--size", type=int, default=128, help="network input side in pixels")
-    g.add_argument("--resize", choices=RESIZE_MODES, default="shorter")
-    g.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic", "lanczos"), default="bilinear")
-    g.add_argument("--no-jpeg-draft", dest="jpeg_draft", action="store_false", help="full-size JPEG decoding")
-    g.add_argument("--native-crop", action="store_true", help="a second view: native pixels on the JPEG grid")
-    g = p.add_argument_group("targets")
-    g.add_argument(
-        "--aux",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="dense soft targets on every row, dropped ones too (severity, each labeller's retained confidence)",
-    )
-    g.add_argument("--aux-weight", type=float, default=1.0, help="weight of the soft-target loss")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=12)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd (the paper's) or adamw")
-    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (paper, SGD: 1e-4)")
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine", help="per-epoch LR schedule")
-    g.add_argument("--step-size", type=int, default=5, help="epochs between decays for --schedule step")
-    g.add_argument("--gamma", type=float, default=0.1, help="decay factor for --schedule step")
-    g.add_argument("--balance", choices=BALANCING, default="weighted", help="class balancing of each epoch")
-    g.add_argument(
-        "--epoch-size",
-        type=int,
-        default=0,
-        help="images drawn per epoch (0: what the balancing gives; a cap otherwise)",
-    )
-    g.add_argument("--pretrained", action="store_true", help="start from ImageNet weights in the torch hub cache")
-    g.add_argument("--init", type=Path, default=None, help="start from the weights of another utility checkpoint")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--val-fraction", type=float, default=0.1, help="training sources held out to pick the best epoch")
-    g.add_argument(
-        "--select-metric",
-        choices=("accuracy", "balanced_accuracy", "auroc"),
-        default="balanced_accuracy",
-        help="chooses best.pt on the val split; plain accuracy favours always-useful models on skewed labels",
-    )
-    g = p.add_argument_group("runtime")
-    g.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training steps (CPUs with AVX512-BF16)")
-    g.add_argument("--workers", type=int, default=2, help="threads decoding images into the pixel cache")
-    g.add_argument("--cache-dir", type=Path, default=None, help="pixel cache (default: OUTPUT_DIR/../cache)")
-    g.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke tests)")
-    g.add_argument(
-        "--test-each-epoch",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="measure the test split every epoch (off: only on epochs that become the best, and the last)",
-    )
-    g.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from, or 'auto'")
-    g.add_argument("--test-only", action="store_true", help="evaluate --resume's checkpoint on the test split")
-    g.add_argument("-v", "--verbose", action="store_true")
-    return p
 
 
 def make_spec(args: argparse.Namespace) -> PreprocessSpec:
@@ -317,7 +249,7 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse(argv)
     setup_logging(args.verbose)
     argv = sys.argv[1:] if argv is None else argv
     result = run(args, explicit_flags(argv), "image-utility train " + shlex.join(argv))

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Path
 
 from app.api.deps import RegistryDep, SettingsDep
+from app.api.schemas import error_responses
 from app.registry import ReloadError
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -23,7 +24,7 @@ async def require_token(settings: SettingsDep, authorization: Annotated[str | No
     "/models/{name}/reload",
     dependencies=[Depends(require_token)],
     summary="Load the model folder again and swap it in; in-flight requests finish on the old one",
-    responses={401: {"description": "Missing or wrong token"}, 409: {"description": "Reload failed; old model kept"}},
+    responses=error_responses(401, 404, 409, e404="No model folder by that name"),
 )
 async def reload_model(registry: RegistryDep, name: Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,128}$")]) -> dict:
     if name.startswith(".") or not (registry.settings.models_dir / name).is_dir():

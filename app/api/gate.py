@@ -25,7 +25,7 @@ from app.api.assessment import SINGLE_BODY, Choice
 from app.api.body import read_upload
 from app.api.deps import AssessorDep, SettingsDep
 from app.api.errors import GatePathError, UnknownTargetError, UpstreamTimeoutError, UpstreamUnreachableError
-from app.api.schemas import error_responses
+from app.api.schemas import GateRefusal, error_responses
 from app.assessor import Assessor
 from app.settings import Settings
 from app.verdict import UtilityResult
@@ -150,10 +150,24 @@ def response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
     summary="Forward the request to the target's upstream only if its image is useful",
     openapi_extra=SINGLE_BODY,
     responses={
-        **error_responses(400, 404, 408, 413, 415, 429, 503),
-        422: {"description": "The image is not useful (body: detail + verdict); or bad utility_* parameters"},
-        502: {"description": "The upstream could not be reached"},
-        504: {"description": "The upstream did not answer within gate_timeout_s"},
+        **error_responses(
+            400,
+            404,
+            408,
+            413,
+            415,
+            429,
+            502,
+            503,
+            504,
+            e404="Unknown gate target, or utility_model names no loaded model",
+            e502="The upstream could not be reached (refused, reset, DNS)",
+            e504="The upstream did not answer within gate_timeout_s",
+        ),
+        422: {
+            "model": GateRefusal,
+            "description": "The image is not useful (detail + verdict); bad utility_* parameters give FastAPI's list",
+        },
     },
 )
 async def gate(

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import RegistryDep
+from app.api.schemas import Readiness
 
 router = APIRouter(tags=["system"])
 
@@ -19,7 +20,7 @@ async def healthz() -> dict:
 @router.get(
     "/readyz",
     summary="Readiness: every model loaded and warmed up",
-    responses={503: {"description": "Not ready, with the reason", "content": {"application/json": {}}}},
+    responses={503: {"model": Readiness, "description": "Not ready, with the reason"}},
 )
 async def readyz(registry: RegistryDep) -> JSONResponse:
     ready, reason = registry.readiness()

@@ -99,7 +99,7 @@ def test_sync_client_against_a_real_server(tmp_path: Path):
         assert [r.useful for r in results] == [False, True] and results[0].model == TINY
         with pytest.raises(UtilityError) as info:
             utility.assess(image_bytes(RED), threshold=3)
-        assert info.value.status == 422
+        assert info.value.status == 422 and info.value.detail[0]["loc"] == ["query", "threshold"]
         with UtilityClient(base, timeout=0.02) as impatient, pytest.raises(UtilityTimeoutError):
             impatient.assess(image_bytes(RED), model="slow")
 

@@ -86,7 +86,7 @@ def test_many_files_in_batches_keep_their_order_csv(tmp_path: Path, models_dir: 
         rows = list(csv.DictReader(f))
     assert [Path(r["path"]).name for r in rows] == [f"{i:03d}.jpg" for i in range(37)]
     assert rows[10]["error"] and rows[10]["useful"] == ""
-    assert [r["useful"] for r in rows if not r["error"]] == [str(bool(i % 3)) for i in range(37) if i != 10]
+    assert [r["useful"] for r in rows if not r["error"]] == [str(bool(i % 3)).lower() for i in range(37) if i != 10]
 
 
 def test_rows_go_to_stdout_without_out_and_through_the_console_script(images: Path, models_dir: Path, capsys):

@@ -46,4 +46,5 @@ def test_bad_settings_stop_the_service_with_a_clear_message(models_dir: Path):
     proc = start_server(models_dir, free_port(), UTILITY_MAX_BATCH_SIZE="0")
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
-    assert "max_batch_size" in out and "greater than or equal to 1" in out
+    want = "image-utility serve: UTILITY_MAX_BATCH_SIZE: Input should be greater than or equal to 1 (got '0')"
+    assert out.strip() == want

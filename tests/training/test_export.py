@@ -11,7 +11,7 @@ import torch
 from onnx import numpy_helper
 from support.training import add_facts, make_manifest
 
-from app.contract import ModelContract
+from app.contract import ModelContract, latest_version_dir
 from app.engine import UtilityModel
 from app.preprocess import PreprocessSpec, preprocess_bytes
 from training import export, train
@@ -104,3 +104,19 @@ def test_the_validation_threshold_becomes_the_models_default(run: Path, tmp_path
     model = UtilityModel("t", models / "t", ["CPUExecutionProvider"])
     assert model.contract.threshold == pytest.approx(0.37)
     assert "default threshold 0.370" in (models / "t" / "README.md").read_text()
+
+
+def test_exporting_into_an_existing_model_folder_adds_a_version(run: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    argv = [str(run), "--models-dir", str(models), "--name", "tiny", "--parity-images", "2"]
+    assert export.main(argv) == 0
+    folder = models / "tiny"
+    first = (folder / "1" / "model.onnx").read_bytes()
+    (folder / "README.md").write_text("the first card\n")
+    assert export.main([*argv, "--version", "second"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "2", "README.md", "config.pbtxt"]
+    assert (folder / "1" / "model.onnx").read_bytes() == first
+    assert (folder / "1" / "README.md").read_text() == "the first card\n"
+    assert "second" in (folder / "README.md").read_text()
+    assert latest_version_dir(folder).name == "2"
+    assert UtilityModel("tiny", folder, ["CPUExecutionProvider"]).version == "second"

@@ -1,0 +1,109 @@
+"""``image-utility train``'s options, parsed and checked without importing torch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.contract import TASKS
+from app.preprocess import RESIZE_MODES
+from app.usage import Parser, UsageError, existing, in_range
+
+DESCRIPTION = "fit ResNet-18 to a label manifest, evaluate every epoch, checkpoint"
+BALANCING = ("augment", "weighted", "none")  # training.loop's balancing modes
+MANIFEST = "a labelling OUT_DIR (holding manifest.csv or manifest.parquet) or a manifest file"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="image-utility train", description=DESCRIPTION)
+    p.add_argument(
+        "manifest", type=Path, nargs="*", help="OUT_DIR(s) of 'image-utility label' or manifest files (joined)"
+    )
+    p.add_argument("--output-dir", type=Path, default=Path("runs/train"), help="checkpoints, history, curves")
+    p.add_argument("--label-column", default="label", help="manifest column holding 1/0/empty utility labels")
+    p.add_argument("--task", choices=TASKS, default="classification", help="machine task the labels are for")
+    g = p.add_argument_group("preprocessing (written into the model contract)")
+    g.add_argument("--size", type=int, default=128, help="network input side in pixels")
+    g.add_argument("--resize", choices=RESIZE_MODES, default="shorter")
+    g.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic", "lanczos"), default="bilinear")
+    g.add_argument("--no-jpeg-draft", dest="jpeg_draft", action="store_false", help="full-size JPEG decoding")
+    g.add_argument("--native-crop", action="store_true", help="a second view: native pixels on the JPEG grid")
+    g = p.add_argument_group("targets")
+    g.add_argument(
+        "--aux",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="dense soft targets on every row, dropped ones too (severity, each labeller's retained confidence)",
+    )
+    g.add_argument("--aux-weight", type=float, default=1.0, help="weight of the soft-target loss")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=12)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd (the paper's) or adamw")
+    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (paper, SGD: 1e-4)")
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine", help="per-epoch LR schedule")
+    g.add_argument("--step-size", type=int, default=5, help="epochs between decays for --schedule step")
+    g.add_argument("--gamma", type=float, default=0.1, help="decay factor for --schedule step")
+    g.add_argument("--balance", choices=BALANCING, default="weighted", help="class balancing of each epoch")
+    g.add_argument(
+        "--epoch-size",
+        type=int,
+        default=0,
+        help="images drawn per epoch (0: what the balancing gives; a cap otherwise)",
+    )
+    g.add_argument("--pretrained", action="store_true", help="start from ImageNet weights in the torch hub cache")
+    g.add_argument("--init", type=Path, default=None, help="start from the weights of another utility checkpoint")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--val-fraction", type=float, default=0.1, help="training sources held out to pick the best epoch")
+    g.add_argument(
+        "--select-metric",
+        choices=("accuracy", "balanced_accuracy", "auroc"),
+        default="balanced_accuracy",
+        help="chooses best.pt on the val split; plain accuracy favours always-useful models on skewed labels",
+    )
+    g = p.add_argument_group("runtime")
+    g.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training steps (CPUs with AVX512-BF16)")
+    g.add_argument("--workers", type=int, default=2, help="threads decoding images into the pixel cache")
+    g.add_argument("--cache-dir", type=Path, default=None, help="pixel cache (default: OUTPUT_DIR/../cache)")
+    g.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke tests)")
+    g.add_argument(
+        "--test-each-epoch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the test split every epoch (off: only on epochs that become the best, and the last)",
+    )
+    g.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from, or 'auto'")
+    g.add_argument("--test-only", action="store_true", help="evaluate --resume's checkpoint on the test split")
+    g.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def check(args: argparse.Namespace) -> None:
+    """Refuse values that cannot work, naming the option (:class:`UsageError`)."""
+    if not args.manifest and args.resume is None:
+        raise UsageError(f"MANIFEST: none given; give {MANIFEST}")
+    for path in args.manifest:
+        existing("MANIFEST", path, MANIFEST)
+        if path.is_dir() and not any((path / n).is_file() for n in ("manifest.parquet", "manifest.csv")):
+            raise UsageError(f"MANIFEST {str(path)!r} holds no manifest.csv or manifest.parquet; expected {MANIFEST}")
+    if args.resume is not None and str(args.resume) != "auto":
+        existing("--resume", args.resume, "a checkpoint file (checkpoint.pt) or 'auto'")
+    existing("--init", args.init, "a utility checkpoint file")
+    for name, low in (("epochs", 1), ("batch_size", 1), ("size", 8), ("step_size", 1), ("threads", 1)):
+        in_range(f"--{name.replace('_', '-')}", getattr(args, name), low)
+    for name in ("epoch_size", "max_steps", "workers", "weight_decay", "aux_weight"):
+        in_range(f"--{name.replace('_', '-')}", getattr(args, name), 0)
+    in_range("--lr", args.lr, 0)  # 0: keep the weights (a test-only or --init check)
+    in_range("--gamma", args.gamma, 0, strict=True)
+    in_range("--momentum", args.momentum, 0, 1)
+    in_range("--val-fraction", args.val_fraction, 0, 0.9)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    args = get_parser().parse_args(argv)
+    check(args)
+    return args
