@@ -13,10 +13,10 @@ from tqdm import tqdm
 from app.preprocess import PreprocessSpec
 from training.data import Split, normalize
 from training.metrics import aux_agreement, best_threshold, binary_metrics, within_level_auroc
+from training.options.train import BALANCING
 
 log = logging.getLogger(__name__)
 
-BALANCING = ("augment", "weighted", "none")
 SHIFT = 8  # pixels of reflect-padded random translation for augmented copies of the minority class
 
 

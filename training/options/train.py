@@ -10,7 +10,7 @@ from app.preprocess import RESIZE_MODES
 from app.usage import Parser, UsageError, existing, in_range
 
 DESCRIPTION = "fit ResNet-18 to a label manifest, evaluate every epoch, checkpoint"
-BALANCING = ("augment", "weighted", "none")  # training.loop's balancing modes
+BALANCING = ("augment", "weighted", "none")  # how training.loop.epoch_order balances each epoch
 MANIFEST = "a labelling OUT_DIR (holding manifest.csv or manifest.parquet) or a manifest file"
 
 
