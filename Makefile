@@ -57,11 +57,11 @@ DATA ?= ../shared/data
 CLS_COLLECTIONS := imagenet-sample imagen pixabay/imagenet-class imagenet-val
 labels: $(STAMP_DEV)
 	@set -e; for c in $(CLS_COLLECTIONS); do \
-	  out=$(LABELS)/$$(echo $$c | tr / -); \
+	  out=$(LABELS)/$$(echo $$c | tr / -); pids=""; \
 	  for i in 0 1; do \
 	    $(BIN)/image-utility label $(DATA)/$$c --ground-truth imagenet-wnid --distortions jpeg,jpeg-hq,pristine \
-	      --threads 1 --shard $$i/2 --out $$out & \
-	  done; wait; \
+	      --threads 1 --shard $$i/2 --out $$out & pids="$$pids $$!"; \
+	  done; for p in $$pids; do wait $$p; done; \
 	done
 
 # The bundled classification predictor (docs/training.md, "Reproduce"): trained on three collections,
@@ -71,7 +71,8 @@ MODELS_OUT ?= /work/state/models
 TRAIN_SETS := $(LABELS)/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
 predictor: $(STAMP_DEV)
 	$(BIN)/image-utility train $(TRAIN_SETS) --output-dir $(RUNS)/predictor --native-crop --size 128 \
-	  --optimizer adamw --lr 1e-3 --weight-decay 0.05 --epochs 7 --epoch-size 10000 --batch-size 32 --bf16 --no-test-each-epoch \
+	  --optimizer adamw --lr 1e-3 --weight-decay 0.05 --epochs 7 --epoch-size 10000 --batch-size 32 --bf16 \
+	  --no-test-each-epoch \
 	  --select-metric auroc --resume auto
 	$(BIN)/image-utility export $(RUNS)/predictor --name utility-classification --int8 --models-dir $(MODELS_OUT)
 	$(BIN)/python -m training.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
