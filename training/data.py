@@ -5,9 +5,9 @@ label``: a row per distorted image with at least ``source, image, distortion, le
 (``image`` relative to OUT_DIR, ``label`` 1, 0 or empty for dropped). JSON files beside it
 (labelling rule, thresholds) are carried into the model card as they are.
 
-Pixels come from :func:`app.preprocess.preprocess_bytes`, the function the service runs, and are
-kept as a uint8 tensor cache: normalisation is undone exactly (the resized image is uint8) and
-redone in torch with the same float32 operations, so training sees the serving pixels bit for bit.
+Pixels come from :func:`app.preprocess.decode_image` and :func:`app.preprocess.to_pixels`, the
+functions the service runs, kept as a uint8 tensor cache and normalised in torch with the same
+float32 operations as :func:`app.preprocess.to_tensor`: training sees the serving pixels bit for bit.
 """
 
 from __future__ import annotations
@@ -213,15 +213,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    def labelled(self) -> Split:
-        """The rows with a 0/1 label (the metrics' rows)."""
-        keep = torch.nonzero(self.labels >= 0).flatten()
-        if len(keep) == len(self):
-            return self
-        frame = self.frame.iloc[keep.numpy()].reset_index(drop=True)
-        aux, mask = (None, None) if self.aux is None else (self.aux[keep], self.aux_mask[keep])
-        return Split(self.pixels[keep], self.labels[keep], frame, aux, mask)
 
 
 def load_split(
