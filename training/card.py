@@ -39,6 +39,13 @@ def _data_section(ckpt: dict[str, Any], training: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _threshold_origin(info: dict[str, Any]) -> str:
+    best = info["ckpt"].get("best") or {}
+    if best.get("threshold_on_validation") is not None:
+        return f"set at export; validation's best balanced accuracy was at {best['threshold_on_validation']:.3f}"
+    return "chosen on validation: the best balanced accuracy"
+
+
 def _metrics_section(info: dict[str, Any]) -> list[str]:
     exp = info["export"]
     kinds = [k for k in ("fp32", "int8") if k in exp]
@@ -46,8 +53,8 @@ def _metrics_section(info: dict[str, Any]) -> list[str]:
         "## Test metrics",
         "",
         "Measured on the test split through the service's own engine (`app.engine.UtilityModel`, onnxruntime CPU),",
-        f"at the model's default threshold {info.get('threshold', 0.5):.3f} on p(useful) (chosen on validation: "
-        f"the best balanced accuracy). Shipped: **{info['shipped']}**.",
+        f"at the model's default threshold {info.get('threshold', 0.5):.3f} on p(useful) ({_threshold_origin(info)}). "
+        f"Shipped: **{info['shipped']}**.",
         "",
         "| model | accuracy | balanced accuracy | AUROC | images/s (batch "
         f"{exp[kinds[0]]['batch']}, 2 threads) | size |",

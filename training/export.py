@@ -196,6 +196,11 @@ def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str
 
 def run(args: argparse.Namespace, command: str) -> Path:
     ckpt = load_checkpoint(args.checkpoint)
+    if getattr(args, "threshold", None) is not None:  # the operator's choice; the validation one is kept beside
+        best = dict(ckpt.get("best") or {})
+        best["threshold_on_validation"] = best.get("threshold")
+        best["threshold"] = args.threshold
+        ckpt["best"] = best
     task = ckpt["args"]["task"]
     name = args.name or f"utility-{task}"
     version = args.version or f"{time.strftime('%Y%m%d')}-{ckpt['commit'][:7]}"

@@ -104,6 +104,11 @@ def test_the_validation_threshold_becomes_the_models_default(run: Path, tmp_path
     model = UtilityModel("t", models / "t", ["CPUExecutionProvider"])
     assert model.contract.threshold == pytest.approx(0.37)
     assert "default threshold 0.370" in (models / "t" / "README.md").read_text()
+    argv += ["--name", "chosen", "--threshold", "0.5"]  # the operator's choice wins; validation's is kept
+    assert export.main(argv) == 0
+    chosen = UtilityModel("chosen", models / "chosen", ["CPUExecutionProvider"])
+    assert chosen.contract.threshold == 0.5
+    assert chosen.contract.training["best_epoch"]["threshold_on_validation"] == pytest.approx(0.37)
 
 
 def test_exporting_into_an_existing_model_folder_adds_a_version(run: Path, tmp_path: Path) -> None:

@@ -30,6 +30,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-max-drop", type=float, default=1.0, help="accuracy points int8 may lose for --ship auto")
     p.add_argument("--ship", choices=("auto", "fp32", "int8"), default="auto", help="which model becomes model.onnx")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="the model's default decision threshold (default: the one chosen on validation)",
+    )
     p.add_argument("--note", action="append", default=[], help="extra line for the card's Limits (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -50,6 +56,7 @@ def check(args: argparse.Namespace) -> None:
     for name in ("parity_images", "max_batch_size", "calib_images", "threads"):
         in_range(f"--{name.replace('_', '-')}", getattr(args, name), 1)
     in_range("--int8-max-drop", args.int8_max_drop, 0, 100)
+    in_range("--threshold", args.threshold, 0, 1, strict=True)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
