@@ -74,6 +74,7 @@ predictor: $(STAMP_DEV)
 	  --optimizer adamw --lr 1e-3 --weight-decay 0.05 --epochs 7 --epoch-size 10000 --batch-size 32 --bf16 \
 	  --no-test-each-epoch \
 	  --select-metric auroc --resume auto
-	$(BIN)/image-utility export $(RUNS)/predictor --name utility-classification --int8 --models-dir $(MODELS_OUT)
+	$(BIN)/image-utility export $(RUNS)/predictor --name utility-classification --int8 --models-dir $(MODELS_OUT) \
+	  --threshold 0.5
 	$(BIN)/python -m training.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
 	  --model $(MODELS_OUT)/utility-classification --out $(RUNS)/predictor/scorecard
