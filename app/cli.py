@@ -57,6 +57,8 @@ def run(name: str, argv: list[str], debug: bool) -> int:
     try:
         return dispatch(name, argv)
     except SystemExit as exc:  # --help, or a command that exits by itself
+        if isinstance(exc.code, str):  # SystemExit("message"): Python would print it, so do we
+            sys.stderr.write(exc.code.rstrip("\n") + "\n")
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")

@@ -24,6 +24,12 @@ MISTAKES = [
     pytest.param(["train", "MANIFEST", "--epochs", "0"], {}, "--epochs 0 is out of range; allowed: >= 1", id="epochs"),
     pytest.param(["train", "OUT"], {}, "holds no manifest.csv", id="train-folder-without-manifest"),
     pytest.param(["train", "MANIFEST", "--lr", "-1"], {}, "--lr -1.0 is out of range; allowed: >= 0", id="train-lr"),
+    pytest.param(
+        ["train", "--output-dir", "OUT/never-run", "--resume", "auto"],
+        {},
+        "a manifest is needed (or --resume a checkpoint that names one)",
+        id="train-resume-nothing",  # a SystemExit("message") deep in a command still says its message
+    ),
     pytest.param(["export", "runs/missing"], {}, "CHECKPOINT 'runs/missing': no such file", id="export-missing"),
     pytest.param(["export", "OUT"], {}, "holds no best.pt", id="export-no-best"),
     pytest.param(["export", "MANIFEST/manifest.csv", "--name", "a/b"], {}, "--name 'a/b'", id="export-name"),
