@@ -188,10 +188,11 @@ def _view(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
 
 def to_pixels(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """The network's pixels before normalisation: (channels, S, S) uint8."""
-    views = [_view(img, spec)]
-    if spec.native_crop:
-        views.append(_view(img, replace(spec, resize="crop", native_crop=False)))
-    return np.concatenate([v.transpose(2, 0, 1) for v in views])
+    first = _view(img, spec).transpose(2, 0, 1)  # a view of the pixels, no copy
+    if not spec.native_crop:
+        return first
+    native = _view(img, replace(spec, resize="crop", native_crop=False)).transpose(2, 0, 1)
+    return np.concatenate([first, native])
 
 
 def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from training.common import portable_paths
 from training.metrics import confusion_table
 
 MAX_SIDE_CHARS = 4000
@@ -148,4 +149,4 @@ def render_card(info: dict[str, Any]) -> str:
         "```",
         "",
     ]
-    return "\n".join(lines)
+    return portable_paths("\n".join(lines))

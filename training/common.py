@@ -124,3 +124,19 @@ def git_commit(repo: Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}+dirty" if dirty else sha
+
+
+_REPO = Path(__file__).resolve().parents[1]
+_ABSOLUTE = re.compile(r"(?<![\w.:/~$])/(?:[\w.-]+/){2,}[\w.-]+")
+
+
+def portable_paths(text: str) -> str:
+    """``text`` (a card, a report) without this machine's absolute paths: the shared data as
+    ``../shared/data/...``, the repo relative, any other folder as ``SCRATCH/<parent>/<name>``."""
+    text = text.replace(str(_REPO.parent / "shared" / "data"), "../shared/data").replace(f"{_REPO}/", "")
+
+    def scratch(match: re.Match[str]) -> str:
+        parts = match.group(0).split("/")
+        return f"SCRATCH/{'/'.join(parts[-2:])}" if Path("/", parts[1]).is_dir() else match.group(0)
+
+    return _ABSOLUTE.sub(scratch, text)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from training import report_figures
+from training.common import portable_paths
 
 log = logging.getLogger(__name__)
 
@@ -215,5 +216,5 @@ def write_report(res: dict[str, Any], out: Path) -> Path:
     )
     lines += ["", f"# Utility evaluation: {res['model']['name']}", "", *sections(res, figures, _table)]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(portable_paths("\n".join(lines) + "\n"))
     return path

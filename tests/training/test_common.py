@@ -33,3 +33,21 @@ def test_atomic_write_leaves_no_temporary(tmp_path: Path) -> None:
     atomic_write_text(tmp_path / "x" / "f.txt", "done")
     assert (tmp_path / "x" / "f.txt").read_text() == "done"
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["f.txt"]
+
+
+def test_cards_and_reports_name_no_absolute_path_of_this_machine() -> None:
+    from training.common import _REPO, portable_paths
+
+    text = (
+        f"labels {_REPO.parent}/shared/data/coco128/images, run {_REPO}/runs/cls/best.pt, "
+        f"scratch {tmp_root()}/state/labels/imagen; routes /utility/batch and https://host/a/b/c stay"
+    )
+    assert portable_paths(text) == (
+        "labels ../shared/data/coco128/images, run runs/cls/best.pt, "
+        "scratch SCRATCH/labels/imagen; routes /utility/batch and https://host/a/b/c stay"
+    )
+
+
+def tmp_root() -> str:
+    """An absolute folder that exists here, as a scratch root does on a build machine."""
+    return str(Path(__file__).resolve().parents[3])
