@@ -186,7 +186,7 @@ def load_pixels(paths: list[str], spec: PreprocessSpec, cache_dir: Path | None, 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda p: _to_uint8(p, spec), paths)
         for i, arr in enumerate(tqdm(results, total=len(paths), desc="decode", mininterval=5)):
-            out[i] = torch.from_numpy(arr)
+            out[i].numpy()[...] = arr  # one copy, straight from the (read-only) decoded pixels
     if file:
         atomic_torch_save(out, file)
         log.info("cached %d images in %s", len(paths), file)
