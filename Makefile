@@ -49,28 +49,29 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 # The predictor's labels (docs/training.md, "Reproduce"): every classification collection in
-# ../shared/data, JPEG at the 9 levels + near-pristine qualities + the pristine photo, Lite0/1/2.
-# Two shards per collection at one thread each (faster than one process at two threads).
-# Resumable: run it again after a kill.
+# ../shared/data, JPEG at the 9 levels + near-pristine qualities + the pristine photo, Lite0/1/2;
+# and blur, noise and downscale at levels 2,4,6,8 of the ImageNet sample (other/, the same photos
+# and splits: one collection with the JPEG rows). Two shards per run at one thread each (faster
+# than one process at two threads). Resumable: run it again after a kill.
 LABELS ?= /work/state/labels
 DATA ?= ../shared/data
 CLS_COLLECTIONS := imagenet-sample imagen pixabay/imagenet-class imagenet-val
+LABEL := $(BIN)/image-utility label --ground-truth imagenet-wnid --threads 1
 labels: $(STAMP_DEV)
-	@set -e; for c in $(CLS_COLLECTIONS); do \
-	  out=$(LABELS)/$$(echo $$c | tr / -); pids=""; \
-	  for i in 0 1; do \
-	    $(BIN)/image-utility label $(DATA)/$$c --ground-truth imagenet-wnid --distortions jpeg,jpeg-hq,pristine \
-	      --threads 1 --shard $$i/2 --out $$out & pids="$$pids $$!"; \
-	  done; for p in $$pids; do wait $$p; done; \
-	done
+	@set -e; label2() { pids=""; for i in 0 1; do $(LABEL) --shard $$i/2 "$$@" & pids="$$pids $$!"; done; \
+	  for p in $$pids; do wait $$p; done; }; \
+	for c in $(CLS_COLLECTIONS); do \
+	  label2 $(DATA)/$$c --distortions jpeg,jpeg-hq,pristine --out $(LABELS)/$$(echo $$c | tr / -); \
+	done; \
+	label2 $(DATA)/imagenet-sample --distortions blur,noise,downscale --levels 2,4,6,8 --out $(LABELS)/other/imagenet-sample
 
 # The bundled classification predictor (docs/training.md, "Reproduce"): trained on three collections,
 # imagenet-val kept out entirely for the cross-collection figure. Every step resumes after a kill.
 RUNS ?= /work/state/runs
 MODELS_OUT ?= /work/state/models
-TRAIN_SETS := $(LABELS)/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
+TRAIN_SETS := $(LABELS)/imagenet-sample $(LABELS)/other/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
 predictor: $(STAMP_DEV)
-	$(BIN)/image-utility train $(TRAIN_SETS) --output-dir $(RUNS)/predictor --native-crop --size 128 \
+	$(BIN)/image-utility train $(TRAIN_SETS) --output-dir $(RUNS)/predictor --native-crop --quality-map --size 128 \
 	  --optimizer adamw --lr 1e-3 --weight-decay 0.05 --epochs 7 --epoch-size 10000 --batch-size 32 --bf16 \
 	  --no-test-each-epoch \
 	  --select-metric auroc --resume auto

@@ -128,6 +128,7 @@ class UtilityModel:
                 "std": list(spec.std),
                 "jpeg_draft": spec.jpeg_draft,
                 "native_crop": spec.native_crop,
+                "quality_map": spec.quality_map,
             },
             "provider": self.provider,
             "providers": self.session.get_providers(),

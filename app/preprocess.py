@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from app.jpegquality import JPEG_FORMATS, image_quality
+
 # Formats we accept (JPEG includes multi-picture MPO files). Everything else (EPS, PSD, ICO,
 # SVG...) is refused before any parser runs; EPS in particular would shell out to Ghostscript.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
@@ -38,6 +40,12 @@ _INTERPOLATION = {
 # Our own max_pixels check runs first; Pillow's bomb guard stays as a second line of defence.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.init()  # register every plugin now, so the formats= filter below can name them
+
+
+# decode_image records the JPEG header's quality factor (None for other formats) under this key of
+# ``Image.info``; the quality plane stores it as 1..100, and UNKNOWN_QUALITY where there is none.
+QUALITY_KEY = "utility.jpeg_quality"
+UNKNOWN_QUALITY = 0
 
 
 class ImageDecodeError(ValueError):
@@ -65,6 +73,10 @@ class PreprocessSpec:
     ``native_crop`` adds a second view as channels 3-5: the ``resize="crop"`` view (native pixels
     on the block grid), so the network sees the content (the first view) and the compression
     artefacts as the encoder left them; the image is then decoded at full size (no draft).
+    ``quality_map`` adds one last channel, constant over the image: the JPEG quality factor read
+    from the file's quantisation table (:mod:`app.jpegquality`), or "unknown" for other formats. An
+    input plane carrying a known degradation level, as FFDNet's noise-level map does: the network
+    need not guess from pixels how hard the file was compressed when the file says so.
     """
 
     size: int = 224
@@ -75,6 +87,7 @@ class PreprocessSpec:
     jpeg_draft: bool = True
     layout: str = field(default="NCHW")
     native_crop: bool = False
+    quality_map: bool = False
 
     def __post_init__(self) -> None:
         if self.size < 8:
@@ -92,8 +105,12 @@ class PreprocessSpec:
 
     @property
     def channels(self) -> int:
-        """3, or 6 with the native-crop view stacked after the first."""
-        return 6 if self.native_crop else 3
+        """3 per view (6 with the native crop), plus 1 for the quality plane."""
+        return self.views * 3 + int(self.quality_map)
+
+    @property
+    def views(self) -> int:
+        return 2 if self.native_crop else 1
 
     @property
     def draft(self) -> bool:
@@ -153,12 +170,15 @@ def decode_image(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000
     """Decode to an upright RGB image: first frame, EXIF orientation, any mode to RGB."""
     img = open_image(data, max_pixels)
     try:
-        if spec.draft and img.format in ("JPEG", "MPO"):
+        quality = image_quality(img)  # from the header, before any conversion drops the tables
+        if spec.draft and img.format in JPEG_FORMATS:
             img.draft("RGB", (spec.size, spec.size))
         img.seek(0)
         img.load()
         ImageOps.exif_transpose(img, in_place=True)  # in place: no copy when there is nothing to turn
-        return _to_rgb(img)
+        rgb = _to_rgb(img)
+        rgb.info[QUALITY_KEY] = quality
+        return rgb
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError("image has too many pixels") from exc
     except Exception as exc:  # Pillow's decoders raise OSError, ValueError, TypeError... on hostile bytes
@@ -187,12 +207,18 @@ def _view(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
 
 
 def to_pixels(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """The network's pixels before normalisation: (channels, S, S) uint8."""
-    first = _view(img, spec).transpose(2, 0, 1)  # a view of the pixels, no copy
-    if not spec.native_crop:
-        return first
-    native = _view(img, replace(spec, resize="crop", native_crop=False)).transpose(2, 0, 1)
-    return np.concatenate([first, native])
+    """The network's input before normalisation: (channels, S, S) uint8.
+
+    The quality plane holds the JPEG quality 1..100, or 0 where the file says none
+    (:data:`UNKNOWN_QUALITY`; an image that did not come through :func:`decode_image` too).
+    """
+    planes = [_view(img, spec).transpose(2, 0, 1)]  # a view of the pixels, no copy
+    if spec.native_crop:
+        planes.append(_view(img, replace(spec, resize="crop", native_crop=False)).transpose(2, 0, 1))
+    if spec.quality_map:
+        quality = img.info.get(QUALITY_KEY) or UNKNOWN_QUALITY
+        planes.append(np.full((1, spec.size, spec.size), quality, dtype=np.uint8))
+    return planes[0] if len(planes) == 1 else np.concatenate(planes)
 
 
 def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
@@ -200,9 +226,21 @@ def to_tensor(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     pixels = to_pixels(img, spec)
     lut = normalise_table(spec.mean, spec.std)
     out = np.empty(pixels.shape, dtype=np.float32)
-    for c in range(len(pixels)):
+    for c in range(spec.views * 3):
         np.take(lut[c % 3], pixels[c], out=out[c])
+    if spec.quality_map:
+        np.take(quality_table(), pixels[-1], out=out[-1])
     return out
+
+
+@functools.cache
+def quality_table() -> np.ndarray:
+    """(256,) float32: the quality plane's value per stored level: log(q) / log(100) for q in
+    1..100 (0 at quality 1, 1 at 100: compression acts on a log scale), -1 where unknown (0)."""
+    levels = np.arange(256, dtype=np.float64)
+    table = np.log(np.clip(levels, 1, 100)) / np.log(100.0)
+    table[UNKNOWN_QUALITY] = -1.0
+    return table.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from app.jpegquality import image_quality
 from training import nriqa
 
 log = logging.getLogger(__name__)
@@ -74,25 +75,8 @@ def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def jpeg_quality(data: bytes) -> float | None:
     """The IJG quality factor that reproduces a JPEG's luma quantisation table (None if not a JPEG)."""
     with Image.open(io.BytesIO(data)) as img:
-        tables = getattr(img, "quantization", None)
-        if img.format != "JPEG" or not tables:
-            return None
-        luma = np.asarray(tables[0], dtype=np.float64)
-    base = np.array(_IJG_LUMA, dtype=np.float64)
-    best, best_err = None, np.inf
-    for q in range(1, 101):
-        scale = 5000 / q if q < 50 else 200 - 2 * q
-        table = np.clip(np.floor((base * scale + 50) / 100), 1, 255)
-        err = np.abs(np.sort(table) - np.sort(luma)).sum()
-        if err < best_err:
-            best, best_err = q, err
-    return float(best)
-
-
-# The IJG standard luminance table (JPEG Annex K), any order: only the sorted values are compared.
-_IJG_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17,
-             22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78,
-             87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]  # fmt: skip
+        quality = image_quality(img)
+    return None if quality is None else float(quality)
 
 
 def classifier_logits(name: str, device: str = "cpu") -> Callable[[Sequence[np.ndarray]], np.ndarray]:

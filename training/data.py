@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from app.preprocess import PreprocessSpec, decode_image, to_pixels
+from app.preprocess import PreprocessSpec, decode_image, quality_table, to_pixels
 from training.common import atomic_torch_save
 from training.targets import aux_targets
 
@@ -74,7 +74,11 @@ def read_manifest(path: Path, label_column: str = "label", keep_unlabelled: bool
 
 def read_manifests(paths: list[Path], label_column: str = "label", keep_unlabelled: bool = False) -> pd.DataFrame:
     """One manifest, or several joined: each keeps its own train/test split, and with more than one
-    a ``collection`` column (the folder's name) prefixes each source so photos never collide."""
+    a ``collection`` column (the folder's name) prefixes each source so photos never collide.
+
+    Folders of the same name are one collection (the same photos labelled apart, e.g. JPEG in one
+    run and blur/noise in another): a photo must then sit in the same split in each.
+    """
     if len(paths) == 1:
         return read_manifest(paths[0], label_column, keep_unlabelled)
     frames = []
@@ -84,9 +88,14 @@ def read_manifests(paths: list[Path], label_column: str = "label", keep_unlabell
         df.insert(0, "collection", name)
         df["source"] = name + "/" + df["source"].astype(str)
         frames.append(df)
-    if len({f["collection"].iloc[0] for f in frames if len(f)}) < len([f for f in frames if len(f)]):
-        raise ManifestError(f"two manifests share a folder name: {[str(p) for p in paths]}")
-    return pd.concat(frames, ignore_index=True)
+    joined = pd.concat(frames, ignore_index=True)
+    splits = joined.loc[joined["split"] != "val"].groupby("source")["split"].nunique()
+    if (splits > 1).any():
+        raise ManifestError(
+            f"{int((splits > 1).sum())} photos sit in different splits of folders with the same name "
+            f"(first: {splits[splits > 1].index[0]}): label them with the same --seed and --test-fraction"
+        )
+    return joined
 
 
 def side_files(path: Path, max_bytes: int = 1_000_000) -> dict[str, Any]:
@@ -194,11 +203,16 @@ def load_pixels(paths: list[str], spec: PreprocessSpec, cache_dir: Path | None, 
 
 
 def normalize(x: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """uint8 (N,C,S,S) -> float32 with the same operations as ``app.preprocess.to_tensor``."""
-    views = spec.channels // 3
+    """uint8 (N,C,S,S) -> float32 with the same operations as ``app.preprocess.to_tensor``
+    (the quality plane through the same lookup table)."""
+    views = spec.views
     mean = torch.tensor(spec.mean * views, dtype=torch.float32).view(1, -1, 1, 1)
     inv_std = 1.0 / torch.tensor(spec.std * views, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x.to(torch.float32) * np.float32(1.0 / 255.0) - mean) * inv_std
+    pixels = (x[:, : views * 3].to(torch.float32) * np.float32(1.0 / 255.0) - mean) * inv_std
+    if not spec.quality_map:
+        return pixels
+    quality = torch.from_numpy(quality_table())[x[:, -1:].long()]
+    return torch.cat([pixels, quality], 1)
 
 
 @dataclass

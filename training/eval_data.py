@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from app.engine import UtilityModel
-from app.preprocess import preprocess_bytes
+from app.preprocess import PreprocessSpec, decode_image, preprocess_bytes
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,23 @@ def load_model(folder: Path, device: str = "cpu") -> UtilityModel:
     return UtilityModel(folder.name, folder, providers)
 
 
-def predict_paths(model: UtilityModel, paths: list[str], batch_size: int = 32, desc: str = "") -> np.ndarray:
-    """p_useful of each image file, preprocessed exactly as the model's contract says."""
+def as_png(data: bytes) -> bytes:
+    """The same pixels, losslessly as PNG: what the model sees of a file whose header names no quality."""
+    buf = io.BytesIO()
+    decode_image(data, PreprocessSpec(jpeg_draft=False)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def predict_paths(
+    model: UtilityModel, paths: list[str], batch_size: int = 32, desc: str = "", hide_quality: bool = False
+) -> np.ndarray:
+    """p_useful of each image file, preprocessed exactly as the model's contract says
+    (``hide_quality``: sent as PNG of the same pixels, so no JPEG header reaches the model)."""
+    read = (lambda p: as_png(Path(p).read_bytes())) if hide_quality else (lambda p: Path(p).read_bytes())
     out = np.empty(len(paths), dtype=np.float64)
     for start in tqdm(range(0, len(paths), batch_size), desc=desc or model.name, unit="batch", leave=False):
         chunk = paths[start : start + batch_size]
-        batch = np.stack([preprocess_bytes(Path(p).read_bytes(), model.spec) for p in chunk])
+        batch = np.stack([preprocess_bytes(read(p), model.spec) for p in chunk])
         out[start : start + len(chunk)] = model.predict(batch)
     return out
 

@@ -171,6 +171,8 @@ def architecture(ckpt: dict[str, Any]) -> str:
         else "one view"
     )
     aux = ckpt.get("aux_targets") or []
+    if ckpt["args"].get("quality_map"):
+        views += ", and the JPEG header's quality factor as an input plane (embedded beside the image features)"
     return f"torchvision resnet18, {views}, 2 outputs" + (
         f" (trained with soft targets: {', '.join(aux)})" if aux else ""
     )

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from app.preprocess import PreprocessSpec
+from app.preprocess import UNKNOWN_QUALITY, PreprocessSpec, quality_table
 from training.data import Split, normalize
 from training.metrics import aux_agreement, best_threshold, binary_metrics, within_level_auroc
 from training.options.train import BALANCING
@@ -66,6 +66,13 @@ def augment(x: torch.Tensor, copies: torch.Tensor, gen: torch.Generator) -> torc
     return x
 
 
+def hide_quality(x: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
+    """Set the quality plane of a random ``share`` of rows to "unknown", as a PNG or WebP would come."""
+    hidden = torch.rand(len(x), generator=gen) < share
+    x[hidden, -1] = float(quality_table()[UNKNOWN_QUALITY])
+    return x
+
+
 def to_input(pixels: torch.Tensor, spec: PreprocessSpec, channels_last: bool) -> torch.Tensor:
     x = normalize(pixels, spec)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -111,6 +118,8 @@ def train_one_epoch(
     for step in bar:
         idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         x = augment(normalize(data.pixels[idx], spec), copies[step * cfg.batch_size : (step + 1) * cfg.batch_size], gen)
+        if spec.quality_map and getattr(cfg, "quality_dropout", 0.0) > 0:
+            x = hide_quality(x, cfg.quality_dropout, gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = data.labels[idx]

@@ -4,6 +4,9 @@ With ``views=2`` the input holds two 3-channel views (``PreprocessSpec.native_cr
 ResNet-18 trunk reads both (as one batch), and the heads see both feature vectors side by side.
 ``aux`` adds a head of auxiliary targets (distortion severity, each labeller's retained
 confidence) that teaches on every row, dropped ones too; only ``logits`` are exported.
+With ``quality=True`` the input's last channel is the quality plane (``PreprocessSpec.quality_map``):
+its mean gives (known, log-quality), a small MLP embeds them, and the heads see that embedding
+beside the image features, so the file's own compression setting and the pixels are read together.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
 FEATURES = 512
+QUALITY_FEATURES = 32
 
 
 class PretrainedWeightsMissing(FileNotFoundError):
@@ -28,21 +32,39 @@ class PretrainedWeightsMissing(FileNotFoundError):
 class UtilityNet(ResNet):
     """ResNet-18 (torchvision's, same parameter names) over one or two views, plus an auxiliary head."""
 
-    def __init__(self, views: int = 1, aux: int = 0) -> None:
+    def __init__(self, views: int = 1, aux: int = 0, quality: bool = False) -> None:
         super().__init__(BasicBlock, [2, 2, 2, 2], zero_init_residual=True)
         if views not in (1, 2):
             raise ValueError(f"views must be 1 or 2, got {views}")
         self.views = views
-        self.fc = nn.Linear(FEATURES * views, 2)
-        self.aux = nn.Linear(FEATURES * views, aux) if aux else None
+        width = FEATURES * views + (QUALITY_FEATURES if quality else 0)
+        self.quality = (
+            nn.Sequential(
+                nn.Linear(2, QUALITY_FEATURES), nn.ReLU(), nn.Linear(QUALITY_FEATURES, QUALITY_FEATURES), nn.ReLU()
+            )
+            if quality
+            else None
+        )
+        self.fc = nn.Linear(width, 2)
+        self.aux = nn.Linear(width, aux) if aux else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
 
+    def quality_features(self, plane: torch.Tensor) -> torch.Tensor:
+        """(N, 1, S, S) quality plane (log q / log 100, or -1 where unknown) -> (N, 32)."""
+        value = plane.mean((1, 2, 3))
+        known = (value > -0.5).to(plane.dtype)
+        return self.quality(torch.stack([known, value.clamp(min=0.0) * known], 1))
+
     def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(logits, auxiliary outputs or None)."""
+        q = None
+        if self.quality is not None:
+            q = self.quality_features(x[:, -1:])
+            x = x[:, :-1]
         if self.views == 1:
             f = self.features(x)
         else:
@@ -52,6 +74,8 @@ class UtilityNet(ResNet):
                 both = both.contiguous(memory_format=torch.channels_last)
             both = self.features(both)
             f = torch.cat([both[:n], both[n:]], 1)
+        if q is not None:
+            f = torch.cat([f, q.to(f.dtype)], 1)
         return self.fc(f), (self.aux(f) if self.aux is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,9 +87,9 @@ def pretrained_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
 
 
-def build_model(pretrained: bool = False, views: int = 1, aux: int = 0) -> UtilityNet:
+def build_model(pretrained: bool = False, views: int = 1, aux: int = 0, quality: bool = False) -> UtilityNet:
     """The utility network; ImageNet weights only from the local hub cache, never downloaded."""
-    model = UtilityNet(views, aux)
+    model = UtilityNet(views, aux, quality)
     if pretrained:
         path = pretrained_path()
         if not path.is_file():
@@ -82,6 +106,7 @@ def build_model(pretrained: bool = False, views: int = 1, aux: int = 0) -> Utili
 def model_from_checkpoint(ckpt: dict) -> UtilityNet:
     """The network a checkpoint's arguments describe, with its weights (older checkpoints: 1 view, no aux)."""
     args = ckpt.get("args", {})
-    model = build_model(False, 2 if args.get("native_crop") else 1, len(ckpt.get("aux_targets", [])))
+    views = 2 if args.get("native_crop") else 1
+    model = build_model(False, views, len(ckpt.get("aux_targets", [])), bool(args.get("quality_map")))
     model.load_state_dict(ckpt["model"])
     return model.eval()

@@ -4,6 +4,8 @@ For each labelled collection: AUROC and balanced accuracy on the held-out photos
 the model's own default threshold and 0.5), within-level AUROC at JPEG levels 4-6, and how often
 pristine photos and their quality-90 re-encodes are called useful. A collection named in
 ``--unseen`` is scored on all its rows (the model never trained on it: the cross-collection figure).
+A model that reads the JPEG header's quality (``quality_map``) is scored a second time on the same
+pixels sent as PNG, the figure for inputs whose file names no quality.
 
     python -m training.scorecard --model models/utility-classification LABELS/imagenet-sample ... \
         --unseen LABELS/imagenet-val --out reports/utility-classification/scorecard
@@ -42,7 +44,7 @@ def useful_rate(rows: pd.DataFrame, p: np.ndarray, mask: np.ndarray, threshold: 
     return {"n": int(mask.sum()), "useful": float((p[mask] >= threshold).mean()) if mask.any() else float("nan")}
 
 
-def score(rows: pd.DataFrame, p: np.ndarray, threshold: float) -> dict[str, Any]:
+def score(rows: pd.DataFrame, p: np.ndarray, threshold: float, hidden: np.ndarray | None = None) -> dict[str, Any]:
     label = pd.to_numeric(rows["label"], errors="coerce").to_numpy()
     lab = np.isfinite(label)
     y = label[lab].astype(int)
@@ -76,6 +78,12 @@ def score(rows: pd.DataFrame, p: np.ndarray, threshold: float) -> dict[str, Any]
     for name in sorted(set(dist) - {"jpeg", "jpeg-hq", "pristine"}):
         m = lab & (dist == name)
         out[name] = binary_metrics(label[m].astype(int), p[m], threshold)
+    if hidden is not None:
+        out["header_hidden"] = {
+            "at_threshold": binary_metrics(y, hidden[lab], threshold),
+            "jpeg_9_levels": binary_metrics(label[nine].astype(int), hidden[nine], threshold),
+            "pristine": useful_rate(rows, hidden, dist == "pristine", threshold),
+        }
     return out
 
 
@@ -95,6 +103,17 @@ def table(card: dict[str, Any]) -> str:
             f"{c['jpeg_9_levels']['auroc']:.3f} / {100 * c['jpeg_9_levels']['balanced_accuracy']:.1f} % "
             f"({c['jpeg_9_levels']['jpeg_quality_auroc']:.3f}) |"
         )
+    hidden = [(n, c["header_hidden"]) for n, c in card["collections"].items() if "header_hidden" in c]
+    if hidden:
+        lines += ["", "The same pixels sent as PNG (no JPEG header, so no quality plane):", ""]
+        lines += ["| collection | AUROC | bal. acc. | 9 JPEG levels: AUROC / bal. acc. | pristine useful |"]
+        lines += ["|" + "---|" * 5]
+        for name, h in hidden:
+            t, nine = h["at_threshold"], h["jpeg_9_levels"]
+            lines.append(
+                f"| {name} | {t['auroc']:.3f} | {100 * t['balanced_accuracy']:.1f} % | {nine['auroc']:.3f} / "
+                f"{100 * nine['balanced_accuracy']:.1f} % | {100 * h['pristine']['useful']:.1f} % |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -107,9 +126,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for path, split in [(p, "test") for p in args.labels] + [(p, "all") for p in args.unseen]:
         m = load_manifest(path, split="test" if split == "test" else None)
         p = predict_paths(model, list(m.rows["path"]), desc=path.name)
+        hidden = None
+        if model.spec.quality_map:
+            hidden = predict_paths(model, list(m.rows["path"]), desc=f"{path.name} as PNG", hide_quality=True)
         name = path.name if path.is_dir() else f"{path.parent.name} ({path.stem})"
-        card["collections"][name] = {"split": split, **score(m.rows, p, threshold)}
-        scores.append(pd.DataFrame({"collection": name, "image": m.rows["image"], "p_useful": p}))
+        if name in card["collections"]:  # the same photos labelled apart (e.g. other/NAME): a row of its own
+            name = f"{name} ({path.parent.name})"
+        card["collections"][name] = {"split": split, **score(m.rows, p, threshold, hidden)}
+        frame = pd.DataFrame({"collection": name, "image": m.rows["image"], "p_useful": p})
+        if hidden is not None:
+            frame["p_useful_as_png"] = hidden
+        scores.append(frame)
         log.info("%s (%s): %s", name, split, card["collections"][name]["at_threshold"])
     card["scores"] = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame()
     return card

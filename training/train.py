@@ -51,7 +51,7 @@ RUNTIME = (
     "max_steps",
     "test_each_epoch",
 )
-SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft", "native_crop")
+SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft", "native_crop", "quality_map")
 
 
 def make_spec(args: argparse.Namespace) -> PreprocessSpec:
@@ -61,6 +61,7 @@ def make_spec(args: argparse.Namespace) -> PreprocessSpec:
         interpolation=args.interpolation,
         jpeg_draft=args.jpeg_draft,
         native_crop=getattr(args, "native_crop", False),
+        quality_map=getattr(args, "quality_map", False),
     )
 
 
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
     cache = args.cache_dir or args.output_dir.parent / "cache"
     names = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
     splits = {s: load_split(df, s, spec, cache, args.workers, aux_names) for s in names}
-    model = build_model(args.pretrained and ckpt is None, spec.channels // 3, len(aux_names))
+    model = build_model(args.pretrained and ckpt is None, spec.views, len(aux_names), spec.quality_map)
     if args.init and ckpt is None:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
         log.info("weights from %s", args.init)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -188,4 +189,37 @@ def test_specs_without_native_crop_still_load():
     legacy = '{"interpolation": "bilinear", "jpeg_draft": true, "layout": "NCHW", "mean": [0.5, 0.5, 0.5], '
     legacy += '"resize": "shorter", "size": 128, "std": [0.5, 0.5, 0.5]}'
     spec = PreprocessSpec.from_json(legacy)
-    assert spec.channels == 3 and not spec.native_crop
+    assert spec.channels == 3 and not spec.native_crop and not spec.quality_map
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_quality_map_carries_the_jpeg_headers_quality_as_a_constant_plane(mode):
+    photo = Image.fromarray(skdata.astronaut()).convert(mode)
+    spec = PreprocessSpec(size=64, native_crop=True, quality_map=True)
+    x = preprocess_bytes(encode(photo, "JPEG", quality=37), spec)
+    assert x.shape == (7, 64, 64) and spec.channels == 7
+    np.testing.assert_array_equal(x[-1], np.float32(np.log(37) / np.log(100)))  # log q / log 100, everywhere
+    np.testing.assert_array_equal(x[:6], preprocess_bytes(encode(photo, "JPEG", quality=37), replace_qm(spec)))
+    assert PreprocessSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP"])
+def test_quality_map_says_unknown_for_files_without_a_jpeg_header(fmt):
+    body = encode(Image.fromarray(skdata.astronaut()), fmt)
+    x = preprocess_bytes(body, PreprocessSpec(size=64, quality_map=True))
+    assert x.shape == (4, 64, 64)
+    np.testing.assert_array_equal(x[-1], -1.0)
+
+
+def test_quality_plane_values_are_monotone_in_quality():
+    values = [
+        preprocess_bytes(
+            encode(Image.fromarray(skdata.astronaut()), "JPEG", quality=q), PreprocessSpec(size=32, quality_map=True)
+        )[-1, 0, 0]
+        for q in (2, 10, 50, 95, 100)
+    ]
+    assert values == sorted(values) and values[0] > 0 and values[-1] == 1.0
+
+
+def replace_qm(spec: PreprocessSpec) -> PreprocessSpec:
+    return dataclasses.replace(spec, quality_map=False)

@@ -26,6 +26,7 @@ def make_tiny_model(
     fail_on_green: bool = False,
     threshold: float | None = None,
     native_crop: bool = False,
+    quality_map: bool = False,
     metadata: dict[str, str] | None = None,
 ) -> Path:
     """A real ONNX model with the contract's metadata: red images are useful, blue ones are not.
@@ -37,10 +38,16 @@ def make_tiny_model(
     G > 242): a Reshape whose target shape is computed from the input becomes invalid.
     ``threshold`` is the contract's default threshold (None: the contract's default); ``metadata``
     overrides ONNX metadata entries as written, unchecked (for malformed models).
+    ``quality_map`` adds the quality plane as a last input channel, which the model ignores.
     """
     w = np.array([[-gain, gain], [0.0, 0.0], [gain, -gain]], dtype=np.float32)
     if native_crop:  # a second view as channels 3-5 (PreprocessSpec.native_crop), read the same way
         w = np.concatenate([w, w]) / 2
+    if quality_map:
+        w = np.concatenate([w, np.zeros((1, 2), dtype=np.float32)])
+    spec = PreprocessSpec(
+        size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), native_crop=native_crop, quality_map=quality_map
+    )
     b = np.zeros(2, dtype=np.float32)
     inits = [
         helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.ravel()),
@@ -58,7 +65,7 @@ def make_tiny_model(
     graph = helper.make_graph(
         nodes,
         "tiny_utility",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 6 if native_crop else 3, size, size])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", spec.channels, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
         initializer=inits,
     )
@@ -67,7 +74,7 @@ def make_tiny_model(
     contract = ModelContract(
         task=task,
         version=version,
-        preprocess=PreprocessSpec(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), native_crop=native_crop),
+        preprocess=spec,
         training={"note": "test model made by tests/support/models.py; red means useful"},
         **({} if threshold is None else {"threshold": threshold}),
     )
@@ -76,7 +83,7 @@ def make_tiny_model(
     folder = models_dir / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     onnx.save(model, folder / "1" / "model.onnx")
-    (folder / "config.pbtxt").write_text(config_pbtxt(name, size))
+    (folder / "config.pbtxt").write_text(config_pbtxt(name, size, channels=spec.channels))
     (folder / "README.md").write_text(f"# {name}\n\nTiny test model.\n")
     return folder
 

@@ -15,6 +15,7 @@ from app.contract import ModelContract, latest_version_dir
 from app.engine import UtilityModel
 from app.preprocess import PreprocessSpec, preprocess_bytes
 from training import export, train
+from training.eval_data import as_png
 from training.model import build_model
 
 SIZE = 64
@@ -125,3 +126,25 @@ def test_exporting_into_an_existing_model_folder_adds_a_version(run: Path, tmp_p
     assert "second" in (folder / "README.md").read_text()
     assert latest_version_dir(folder).name == "2"
     assert UtilityModel("tiny", folder, ["CPUExecutionProvider"]).version == "second"
+
+
+def test_a_model_reading_the_jpeg_quality_exports_int8_and_serves_jpeg_and_png(tmp_path: Path) -> None:
+    labels = add_facts(make_manifest(tmp_path / "labels"))
+    out = tmp_path / "runs" / "quality"
+    argv = [str(labels), "--output-dir", str(out), "--epochs", "1", "--size", str(SIZE), "--batch-size", "8"]
+    argv += ["--native-crop", "--quality-map", "--optimizer", "adamw", "--val-fraction", "0.25", "--max-steps", "2"]
+    assert train.main(argv) == 0
+    models = tmp_path / "models"
+    assert export.main([str(out), "--models-dir", str(models), "--name", "q", "--int8", "--calib-images", "8"]) == 0
+    model = UtilityModel("q", models / "q", ["CPUExecutionProvider"])
+    assert model.spec.quality_map and model.describe()["input_size"] == [7, SIZE, SIZE]
+    assert model.describe()["preprocessing"]["quality_map"] is True
+    assert "dims: [ 7, 64, 64 ]" in (models / "q" / "config.pbtxt").read_text()
+    assert "quality factor" in model.contract.training["architecture"]
+    jpeg = sorted((labels / "images").glob("*.jpg"))[0].read_bytes()
+    x_jpeg = preprocess_bytes(jpeg, model.spec)
+    x_png = preprocess_bytes(as_png(jpeg), model.spec)
+    np.testing.assert_array_equal(x_jpeg[:6], x_png[:6])  # same pixels; only the header differs
+    assert x_jpeg[-1, 0, 0] > 0 and x_png[-1, 0, 0] == -1.0
+    p = model.predict(np.stack([x_jpeg, x_png]))
+    assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))

@@ -32,3 +32,21 @@ def test_a_checkpoint_rebuilds_its_own_architecture() -> None:
     assert again.views == 2 and again.aux.out_features == 2 and not again.training
     legacy = {"args": {}, "model": build_model().state_dict()}
     assert model_from_checkpoint(legacy).views == 1
+
+
+def test_the_quality_plane_reaches_the_heads_and_unknown_differs_from_known() -> None:
+    torch.manual_seed(0)
+    model = build_model(views=2, aux=2, quality=True).eval()
+    x = torch.randn(3, 7, 64, 64)
+    x[:, -1] = torch.tensor([0.2, 0.9, -1.0]).view(3, 1, 1)  # q ~ 2.5, q ~ 63, unknown
+    with torch.no_grad():
+        logits, aux = model.forward_all(x)
+        assert logits.shape == (3, 2) and aux.shape == (3, 2)
+        other = x.clone()
+        other[:, -1] = 0.5
+        assert not torch.allclose(model(other), logits)  # the heads read the plane
+        same_pixels = x.clone()
+        same_pixels[:, :-1] = x[:1, :-1]
+        assert not torch.allclose(model(same_pixels)[0], model(same_pixels)[2])  # known vs unknown
+    ckpt = {"args": {"native_crop": True, "quality_map": True}, "aux_targets": ["a", "b"], "model": model.state_dict()}
+    assert model_from_checkpoint(ckpt).quality is not None

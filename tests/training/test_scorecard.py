@@ -58,3 +58,17 @@ def test_scorecard_measures_each_collection_through_the_engine(tmp_path: Path) -
 def test_scorecard_needs_a_model(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         scorecard.main([str(tmp_path)])
+
+
+def test_a_model_reading_the_jpeg_header_is_scored_again_without_it(tmp_path: Path) -> None:
+    model = make_tiny_model(tmp_path / "models", quality_map=True)
+    seen = make_labels(tmp_path / "seen", "test")
+    again = make_labels(tmp_path / "other" / "seen", "test")  # the same photos labelled apart
+    out = tmp_path / "card"
+    assert scorecard.main([str(seen), str(again), "--model", str(model), "--out", str(out)]) == 0
+    card = json.loads((out / "scorecard.json").read_text())
+    assert set(card["collections"]) == {"seen", "seen (other)"}
+    hidden = card["collections"]["seen"]["header_hidden"]
+    assert hidden["at_threshold"] == card["collections"]["seen"]["at_threshold"]  # this model ignores the plane
+    assert "sent as PNG" in (out / "scorecard.md").read_text()
+    assert "p_useful_as_png" in pd.read_csv(out / "scores.csv.gz").columns

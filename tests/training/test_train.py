@@ -11,14 +11,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from support.training import make_manifest
 
 from app.preprocess import PreprocessSpec, preprocess_bytes
 from training import train
-from training.data import load_split, normalize, read_manifest, side_files, summarize
-from training.loop import epoch_order
+from training.data import (
+    ManifestError,
+    load_split,
+    normalize,
+    read_manifest,
+    read_manifests,
+    side_files,
+    summarize,
+)
+from training.loop import epoch_order, hide_quality
 from training.metrics import auroc, binary_metrics
 from training.model import PretrainedWeightsMissing, build_model, pretrained_path
 
@@ -55,9 +64,15 @@ def test_manifest_drops_unlabelled_rows_and_keeps_side_files(tmp_path: Path, fmt
     assert summary["distortions"]["jpeg"] == ["5", "10", "50", "90"]
 
 
-@pytest.mark.parametrize("native_crop", [False, True], ids=["one-view", "two-views"])
-def test_cached_pixels_are_the_service_preprocessing(manifest: Path, tmp_path: Path, native_crop: bool) -> None:
-    spec = PreprocessSpec(size=64, native_crop=native_crop)
+@pytest.mark.parametrize(
+    ("native_crop", "quality_map"),
+    [(False, False), (True, False), (True, True), (False, True)],
+    ids=["one-view", "two-views", "two-views-quality", "one-view-quality"],
+)
+def test_cached_pixels_are_the_service_preprocessing(
+    manifest: Path, tmp_path: Path, native_crop: bool, quality_map: bool
+) -> None:
+    spec = PreprocessSpec(size=64, native_crop=native_crop, quality_map=quality_map)
     df = read_manifest(manifest)
     split = load_split(df, "test", spec, tmp_path)
     want = np.stack([preprocess_bytes(Path(p).read_bytes(), spec) for p in split.frame["path"]])
@@ -66,6 +81,9 @@ def test_cached_pixels_are_the_service_preprocessing(manifest: Path, tmp_path: P
     np.testing.assert_array_equal(got, want)  # bit for bit: the same table-free float32 operations
     again = load_split(df, "test", spec, tmp_path)  # from the cache
     assert torch.equal(again.pixels, split.pixels)
+    if quality_map:  # the JPEG qualities the manifest's images were written at, read back from their headers
+        stored = {int(q) for q in split.pixels[:, -1].flatten().unique()}
+        assert stored == {int(level) for level in split.frame["level"]}
 
 
 def test_balancing_gives_both_classes_equal_weight() -> None:
@@ -190,3 +208,26 @@ def test_a_new_select_metric_restarts_the_choice_of_best() -> None:
     best = {"epoch": 2, "metric": "accuracy", "value": 0.75}
     assert not train.is_better({"accuracy": 0.70, "balanced_accuracy": 0.70}, best, "accuracy")
     assert train.is_better({"accuracy": 0.60, "balanced_accuracy": 0.60}, best, "balanced_accuracy")
+
+
+def test_hidden_quality_rows_read_as_unknown_and_the_rest_keep_theirs() -> None:
+    x = torch.zeros(2000, 4, 8, 8)
+    x[:, -1] = 0.5
+    out = hide_quality(x.clone(), 0.3, torch.Generator().manual_seed(0))
+    hidden = out[:, -1].eq(-1.0).all(dim=(1, 2))
+    assert 0.25 < hidden.float().mean() < 0.35
+    assert out[~hidden, -1].eq(0.5).all() and out[:, :-1].eq(0).all()
+
+
+def test_folders_of_the_same_name_are_one_collection(tmp_path: Path) -> None:
+    a = make_manifest(tmp_path / "jpeg" / "photos")
+    b = make_manifest(tmp_path / "other" / "photos")
+    joined = read_manifests([a, b, make_manifest(tmp_path / "more")])
+    assert set(joined["collection"]) == {"photos", "more"}
+    photos = read_manifest(a)["source"].nunique()
+    assert joined.loc[joined["collection"] == "photos", "source"].nunique() == photos  # the same photos, not twice
+    frame = pd.read_csv(b / "manifest.csv")
+    frame["split"] = frame["split"].map({"train": "test", "test": "train"})  # another seed's split
+    frame.to_csv(b / "manifest.csv", index=False)
+    with pytest.raises(ManifestError, match="different splits"):
+        read_manifests([a, b])

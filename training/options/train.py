@@ -28,6 +28,15 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic", "lanczos"), default="bilinear")
     g.add_argument("--no-jpeg-draft", dest="jpeg_draft", action="store_false", help="full-size JPEG decoding")
     g.add_argument("--native-crop", action="store_true", help="a second view: native pixels on the JPEG grid")
+    g.add_argument(
+        "--quality-map", action="store_true", help="an input plane with the JPEG header's quality factor (or unknown)"
+    )
+    g.add_argument(
+        "--quality-dropout",
+        type=float,
+        default=0.3,
+        help="share of training rows whose quality plane is hidden (read as unknown), so pixels alone must do",
+    )
     g = p.add_argument_group("targets")
     g.add_argument(
         "--aux",
