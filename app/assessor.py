@@ -1,17 +1,20 @@
 """Image bytes -> verdict: every stage of the request path, in order, in one place.
 
-model -> decode (off the event loop) -> queue -> batch -> predict -> verdict. Shared by
-``/utility``, ``/utility/batch`` and ``/gate``; knows nothing of HTTP.
+model -> decode (off the event loop, within the decode memory budget) -> queue -> batch ->
+predict -> verdict. Shared by ``/utility``, ``/utility/batch`` and ``/gate``; knows nothing of HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from app import telemetry
 from app.batcher import BatcherClosedError
+from app.decodebudget import DecodeBudget
 from app.osthreads import name_os_thread
 from app.preprocess import preprocess_bytes
 from app.registry import ModelRegistry, ServedModel
@@ -21,8 +24,11 @@ from app.verdict import UtilityResult
 class Assessor:
     def __init__(self, registry: ModelRegistry, decode_threads: int) -> None:
         self.registry = registry
-        self.max_pixels = registry.settings.max_pixels
-        self.timeout = registry.settings.request_timeout_s
+        settings = registry.settings
+        self.max_pixels = settings.max_pixels
+        self.max_decode_bytes = settings.max_decode_mb * 2**20
+        self.budget = DecodeBudget(settings.decode_budget_mb * 2**20)
+        self.timeout = settings.request_timeout_s
         self._pool = ThreadPoolExecutor(
             max_workers=decode_threads, thread_name_prefix="decode", initializer=name_os_thread
         )
@@ -53,7 +59,17 @@ class Assessor:
         batcher.check_room()  # refuse before spending decode time on a request that cannot be queued
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
-        x = await loop.run_in_executor(self._pool, preprocess_bytes, data, model.spec, self.max_pixels)
+        decode = functools.partial(
+            preprocess_bytes,
+            data,
+            model.spec,
+            self.max_pixels,
+            max_bytes=self.max_decode_bytes,
+            budget=self.budget,
+            wait_s=self.timeout,
+        )
+        # in this request's context, so the decoder's own log lines carry its request id
+        x = await loop.run_in_executor(self._pool, contextvars.copy_context().run, decode)
         telemetry.DECODE_DURATION.labels(model.name).observe(time.perf_counter() - start)
         p_useful = await batcher.submit(x, self.timeout)  # queue -> batch -> predict
         chosen = model.default_threshold if threshold is None else threshold
