@@ -45,5 +45,6 @@ def configure(level: str = "INFO", json_logs: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # a decoder's warnings.warn (Pillow: "Invalid APNG") as records too
     # our access log replaces uvicorn's
     logging.getLogger("uvicorn.access").disabled = True
