@@ -30,7 +30,7 @@ import torch
 from app.contract import ModelContract, config_pbtxt
 from app.preprocess import PreprocessSpec, preprocess_bytes
 from training.card import render_card
-from training.common import setup_logging
+from training.common import portable_paths, setup_logging
 from training.data import find_labelers, read_manifests, split_validation
 from training.metrics import evaluate_folder
 from training.model import model_from_checkpoint
@@ -179,8 +179,9 @@ def architecture(ckpt: dict[str, Any]) -> str:
 
 
 def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str) -> dict[str, Any]:
+    """What the model says of its training (``/models``): no absolute path of the build machine."""
     side = ckpt.get("side_files", {})
-    return {
+    meta = {
         "architecture": architecture(ckpt),
         "precision": shipped,
         "labelers": find_labelers(side, ckpt["data"].get("other_columns", [])),
@@ -194,6 +195,7 @@ def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str
         "git_commit": ckpt["commit"],
         "train_command": ckpt.get("command"),
     }
+    return json.loads(portable_paths(json.dumps(meta, default=str)))
 
 
 def run(args: argparse.Namespace, command: str) -> Path:
