@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
 
 from app import telemetry
-from app.batcher import BatcherClosedError
+from app.batcher import BatcherClosedError, QueueFullError
 from app.decodebudget import DecodeBudget
 from app.osthreads import name_os_thread
 from app.preprocess import preprocess_bytes
@@ -29,6 +33,12 @@ class Assessor:
         self.max_decode_bytes = settings.max_decode_mb * 2**20
         self.budget = DecodeBudget(settings.decode_budget_mb * 2**20)
         self.timeout = settings.request_timeout_s
+        # Decodes submitted and not yet finished, bounded like the batch queue: past it a request
+        # is a quick 429, not a wait in an unbounded executor queue (which held photos for 40 s
+        # when costly hostile files took the decode threads).
+        self.max_decoding = settings.queue_size
+        self._decoding = 0
+        self._decoding_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=decode_threads, thread_name_prefix="decode", initializer=name_os_thread
         )
@@ -58,7 +68,6 @@ class Assessor:
         model, batcher = served.model, served.batcher
         batcher.check_room()  # refuse before spending decode time on a request that cannot be queued
         start = time.perf_counter()
-        loop = asyncio.get_running_loop()
         decode = functools.partial(
             preprocess_bytes,
             data,
@@ -68,14 +77,27 @@ class Assessor:
             budget=self.budget,
             wait_s=self.timeout,
         )
-        # in this request's context, so the decoder's own log lines carry its request id
-        x = await loop.run_in_executor(self._pool, contextvars.copy_context().run, decode)
+        x = await self._decode(decode)
         telemetry.DECODE_DURATION.labels(model.name).observe(time.perf_counter() - start)
         p_useful = await batcher.submit(x, self.timeout)  # queue -> batch -> predict
         chosen = model.default_threshold if threshold is None else threshold
         result = UtilityResult.decide(p_useful, chosen, model.info, filename)
         telemetry.PREDICTIONS.labels(model.name, result.label).inc()
         return result
+
+    async def _decode(self, decode: Callable[[], np.ndarray]) -> np.ndarray:
+        with self._decoding_lock:
+            if self._decoding >= self.max_decoding:
+                raise QueueFullError(f"{self._decoding} images are waiting to be decoded; retry")
+            self._decoding += 1
+        # in this request's context, so the decoder's own log lines carry its request id
+        job = self._pool.submit(contextvars.copy_context().run, decode)
+        job.add_done_callback(self._decoded)  # when the thread is done, even if the request is gone
+        return await asyncio.wrap_future(job)
+
+    def _decoded(self, _job: Future) -> None:
+        with self._decoding_lock:
+            self._decoding -= 1
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

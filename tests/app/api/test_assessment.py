@@ -7,6 +7,7 @@ import io
 import logging
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 from support import BLUE, RED, SLIGHTLY_BLUE, hostile, image_bytes, make_settings, make_tiny_model, metric_value, serve
@@ -265,3 +266,26 @@ async def test_a_decoders_own_log_lines_carry_the_request_id(client):
         plugin.removeHandler(handler)
     assert r.status_code == 400
     assert [rec.request_id for rec in records if rec.levelno >= logging.ERROR] == ["tiff-1"]
+
+
+async def test_decodes_waiting_past_the_queue_size_are_a_quick_429(tmp_path: Path):
+    make_tiny_model(tmp_path)
+    settings = make_settings(tmp_path, max_batch_size=1, queue_size=2, decode_workers=1)
+    async with serve(settings) as c:
+        assessor = c.app.state.assessor
+        body = image_bytes(RED, fmt="PNG")
+
+        async def post() -> httpx.Response:
+            return await c.post("/utility", content=body, headers={"content-type": "image/png"})
+
+        with assessor.budget.hold(assessor.budget.total, 1):  # decodes block until this is released
+            waiting = [asyncio.create_task(post()) for _ in range(2)]
+            for _ in range(500):  # until both are in the decode pool
+                if assessor._decoding == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert assessor._decoding == 2
+            r = await post()
+            assert r.status_code == 429 and r.headers["retry-after"] == "1" and "decoded" in r.json()["detail"]
+        assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
+        assert assessor._decoding == 0
