@@ -89,8 +89,11 @@ async def one_pass(base: str, files: list[tuple[str, str, bytes]]) -> tuple[dict
     return answers, {"classes": tally, "readyz_failures": readyz_failures}
 
 
-async def phase(url: str, photos: list[bytes], hostile: list[tuple[str, bytes]], share: float, rate: float) -> dict:
-    """Open loop for PHASE_S seconds; every 1/share-th request a corpus file. p99 of the photos."""
+async def phase(
+    url: str, photos: list[bytes], hostile: list[tuple[str, bytes]], share: float, rate: float, start_at: int = 0
+) -> dict:
+    """Open loop for PHASE_S seconds; every 1/share-th request a corpus file (from ``start_at`` on,
+    so successive phases send different files). p99 of the photos."""
     check_loopback(url)
     every = round(1 / share) if share > 0 else 0
     photo_lat: list[float] = []
@@ -98,7 +101,7 @@ async def phase(url: str, photos: list[bytes], hostile: list[tuple[str, bytes]],
 
     async def send(client: httpx.AsyncClient, i: int) -> None:
         is_hostile = every and i % every == every - 1
-        ctype, body = hostile[i % len(hostile)] if is_hostile else ("image/jpeg", photos[i % len(photos)])
+        ctype, body = hostile[(start_at + i) % len(hostile)] if is_hostile else ("image/jpeg", photos[i % len(photos)])
         t0 = time.perf_counter()
         try:
             r = await client.post(url, content=body, headers={"content-type": ctype})
@@ -134,7 +137,8 @@ def soak(svc: Service, files: list[tuple[str, str, bytes]], args: argparse.Names
     phases = []
     for k in range(int(min(args.soak_s, MAX_SOAK_S) // PHASE_S)):
         kind = "mixed" if k % 2 else "clean"
-        result = asyncio.run(phase(url, photos, hostile, args.hostile_share if kind == "mixed" else 0.0, rate))
+        share = args.hostile_share if kind == "mixed" else 0.0
+        result = asyncio.run(phase(url, photos, hostile, share, rate, start_at=k * int(rate * PHASE_S)))
         phases.append({"phase": kind, "rss_mb": svc.rss_mb(), "fds": svc.fds(), **result})
         print(json.dumps(phases[-1]), flush=True)
     rss = [p["rss_mb"] for p in phases]
