@@ -69,6 +69,11 @@ def merge_parser() -> argparse.ArgumentParser:
     p = Parser(prog="image-utility label merge", description="join shard outputs")
     p.add_argument("shards", type=Path, nargs="+", help="shard output folders (or one shared folder)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="while sources are missing, write the finished ones as partial-<done>-of-<all>.csv",
+    )
     return p
 
 
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             setup(None)
             from training.outdir import merge
 
-            merge(args.shards, args.out)
+            merge(args.shards, args.out, args.partial)
             return 0
         if argv and argv[0] == "list":
             from training.labelers import LABELERS
