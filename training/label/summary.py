@@ -113,27 +113,25 @@ def to_markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         f"IoU>={rule['det_iou']}), combine: {settings['combine']}, quorum: {settings['quorum']}, "
         f"split (sources): {summary['split']}",
         "",
-        "## Combined labels per level",
-        "",
-        "'dropped': the labelers that count disagree or are in the band; 'no reference': no labeler counts.",
-        "",
-        markdown_table(summary["labels"]),
-        "",
-        "## Combined labels per level under the paper's rule (T_H, T_L)",
-        "",
-        markdown_table(summary["labels_paper"]),
-        "",
-        "## Per-labeler utility rates (rows whose source counts for the labeler)",
-        "",
-        markdown_table(summary["labelers"]),
-        "",
-        "## Per-labeler utility per level (% of the rows whose source counts for it; the rest is dropped)",
-        "",
-        markdown_table(summary["labeler_levels"]),
-        "",
+        *section(
+            "Combined labels per level",
+            summary["labels"],
+            "'dropped': the labelers that count disagree or are in the band; 'no reference': no labeler counts.",
+        ),
+        *section("Combined labels per level under the paper's rule (T_H, T_L)", summary["labels_paper"]),
+        *section("Per-labeler utility rates (rows whose source counts for the labeler)", summary["labelers"]),
+        *section(
+            "Per-labeler utility per level (% of the rows whose source counts for it; the rest is dropped)",
+            summary["labeler_levels"],
+        ),
         *agreement_section(summary["agreement"]),
     ]
     return "\n".join(lines)
+
+
+def section(title: str, frame: pd.DataFrame, note: str | None = None) -> list[str]:
+    """A titled table of the summary, with a sentence before it when ``note`` is given."""
+    return [f"## {title}", "", *([note, ""] if note else []), markdown_table(frame), ""]
 
 
 def agreement_section(table: pd.DataFrame) -> list[str]:
