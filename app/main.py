@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app.api import admin, assessment, docs, errors, gate, system
 from app.assessor import Assessor
+from app.decodebudget import return_memory_to_os
 from app.middleware import RequestContextMiddleware
 from app.registry import ModelRegistry
 from app.settings import Settings, get_settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        return_memory_to_os()  # a large decode's buffers go back to the OS when it ends
         registry = ModelRegistry(settings)
         app.state.registry = registry
         app.state.assessor = Assessor(registry, settings.decode_threads)

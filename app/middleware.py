@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import telemetry
 from app.api.errors import BodyTooLargeError, error_response
+from app.logging_setup import REQUEST_ID
 
 log = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -81,6 +82,7 @@ class RequestContextMiddleware:
             return
         exchange = _Exchange(scope, send, self.max_body_bytes)
         scope.setdefault("state", {})["request_id"] = exchange.request_id
+        token = REQUEST_ID.set(exchange.request_id)
         start = time.perf_counter()
         try:
             if self._declared_too_large(scope):
@@ -89,6 +91,7 @@ class RequestContextMiddleware:
                 await self.app(scope, exchange.receive_from(receive), exchange.send)
         finally:
             self._record(scope, exchange, time.perf_counter() - start)
+            REQUEST_ID.reset(token)
 
     def _declared_too_large(self, scope: Scope) -> bool:
         length = _header(scope, b"content-length")

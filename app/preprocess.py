@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from app.decodebudget import DecodeBudget, decode_cost
 from app.jpegquality import JPEG_FORMATS, image_quality
 
 # Formats we accept (JPEG includes multi-picture MPO files). Everything else (EPS, PSD, ICO,
@@ -54,6 +55,10 @@ class ImageDecodeError(ValueError):
 
 class ImageTooLargeError(ValueError):
     """The image declares more pixels than allowed."""
+
+
+class DecodeTooLargeError(ImageTooLargeError):
+    """Decoding the image would take more memory than one decode may (``max_bytes``)."""
 
 
 RESIZE_MODES = ("shorter", "stretch", "crop")
@@ -160,19 +165,34 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         arr = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
 
 
-def decode_image(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000) -> Image.Image:
-    """Decode to an upright RGB image: first frame, EXIF orientation, any mode to RGB."""
+def _open_for_decode(
+    data: bytes, spec: PreprocessSpec, max_pixels: int, max_bytes: int | None
+) -> tuple[Image.Image, int | None, int]:
+    """Header only: the opened image (JPEG draft applied), its JPEG quality and its decode cost."""
     img = open_image(data, max_pixels)
     try:
         quality = image_quality(img)  # from the header, before any conversion drops the tables
         if spec.draft and img.format in JPEG_FORMATS:
             img.draft("RGB", (spec.size, spec.size))
+        cost = decode_cost(img)
+    except Exception as exc:  # a header Pillow opened but cannot describe
+        raise ImageDecodeError("image header is corrupt") from exc
+    if max_bytes is not None and cost > max_bytes:
+        raise DecodeTooLargeError(
+            f"decoding this {img.width}x{img.height} {img.mode} image takes about {cost / 2**20:.0f} MB, "
+            f"over the limit of {max_bytes / 2**20:.0f} MB"
+        )
+    return img, quality, cost
+
+
+def _finish_decode(img: Image.Image, quality: int | None) -> Image.Image:
+    try:
         img.seek(0)
         img.load()
         ImageOps.exif_transpose(img, in_place=True)  # in place: no copy when there is nothing to turn
@@ -183,6 +203,17 @@ def decode_image(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000
         raise ImageTooLargeError("image has too many pixels") from exc
     except Exception as exc:  # Pillow's decoders raise OSError, ValueError, TypeError... on hostile bytes
         raise ImageDecodeError("image data is truncated or corrupt") from exc
+
+
+def decode_image(
+    data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000, *, max_bytes: int | None = None
+) -> Image.Image:
+    """Decode to an upright RGB image: first frame, EXIF orientation, any mode to RGB.
+
+    ``max_bytes`` refuses, from the header, an image whose decode would take more memory
+    (:func:`app.decodebudget.decode_cost`)."""
+    img, quality, _ = _open_for_decode(data, spec, max_pixels, max_bytes)
+    return _finish_decode(img, quality)
 
 
 def _crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, float, float, float]:
@@ -256,6 +287,25 @@ def normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarr
     return np.ascontiguousarray(table.T)
 
 
-def preprocess_bytes(data: bytes, spec: PreprocessSpec, max_pixels: int = 64_000_000) -> np.ndarray:
-    """Encoded image bytes -> network input (3, size, size) float32. Used by training too."""
-    return to_tensor(decode_image(data, spec, max_pixels), spec)
+def preprocess_bytes(
+    data: bytes,
+    spec: PreprocessSpec,
+    max_pixels: int = 64_000_000,
+    *,
+    max_bytes: int | None = None,
+    budget: DecodeBudget | None = None,
+    wait_s: float = 10.0,
+) -> np.ndarray:
+    """Encoded image bytes -> network input (channels, size, size) float32. Used by training too.
+
+    With a ``budget``, the decode holds its memory cost in it from the first decoded byte until
+    the full-size image is freed, waiting up to ``wait_s`` for room (:class:`DecodeBudget`)."""
+    img, quality, cost = _open_for_decode(data, spec, max_pixels, max_bytes)
+    if budget is None:
+        return _tensor(img, quality, spec)
+    with budget.hold(cost, wait_s):
+        return _tensor(img, quality, spec)
+
+
+def _tensor(img: Image.Image, quality: int | None, spec: PreprocessSpec) -> np.ndarray:
+    return to_tensor(_finish_decode(img, quality), spec)  # the full-size images die with this frame

@@ -7,7 +7,7 @@ import logging
 
 from pydantic import ValidationError
 
-from app import logging_setup
+from app import logging_setup, nativelog
 from app.settings import Settings, describe_errors
 from app.usage import Parser, UsageError
 
@@ -37,6 +37,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     settings = load_settings(args)
+    if settings.log_json:  # native libraries' stderr lines (libtiff) become JSON records too
+        nativelog.capture_stderr()
     logging_setup.configure(settings.log_level, settings.log_json)
     import uvicorn
 

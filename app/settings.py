@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     decode_workers: int = Field(0, ge=0, le=256, description="threads decoding images; 0 = one per core")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
+    # 256 MB takes a 40 MP RGB photo (160 MB) and refuses a 40 MP RGBA or 16-bit image (~630 MB).
+    max_decode_mb: int = Field(256, ge=1, description="estimated peak memory of one decode; beyond, 413")
+    decode_budget_mb: int = Field(1024, ge=1, description="memory all decodes in flight share; beyond, they wait")
     max_batch_items: int = Field(64, ge=1, le=10_000)
     warmup: bool = True
     log_level: str = "INFO"
@@ -118,6 +121,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"UTILITY_QUEUE_SIZE ({self.queue_size}) must be at least "
                 f"UTILITY_MAX_BATCH_SIZE ({self.max_batch_size})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _decode_fits_budget(self) -> Settings:
+        if self.decode_budget_mb < self.max_decode_mb:
+            raise ValueError(
+                f"UTILITY_DECODE_BUDGET_MB ({self.decode_budget_mb}) must be at least "
+                f"UTILITY_MAX_DECODE_MB ({self.max_decode_mb})"
             )
         return self
 

@@ -5,6 +5,7 @@ Speed goals live in ``bench/results``, not here: these tests only check that the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -12,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
-from support import RED, image_bytes
+from support import RED, hostile, image_bytes, make_tiny_model
 
 from app.preprocess import PreprocessSpec
-from bench import floor, label_cost, model_only, service
+from bench import corpus, floor, label_cost, model_only, service
 from bench.load import check_loopback
 
 
@@ -107,3 +108,22 @@ def test_label_cost_times_each_part_of_labelling_a_photo(tmp_path: Path, capsys)
         "CPU part per photo (decode, distort, the Lite trio's transforms)",
     }
     assert all(float(s) > 0 for s in rows.values())
+
+
+def test_corpus_run_tallies_each_class_and_checks_answers_repeat(tmp_path: Path, capsys):
+    files = tmp_path / "corpus"
+    (files / "sub").mkdir(parents=True)
+    (files / "ok.jpg").write_bytes(image_bytes(RED))
+    (files / "sub" / "crash-1234.tif").write_bytes(hostile.tiff(16, 16, samples=1000))
+    (files / "bomb.png").write_bytes(hostile.png(6000, 6600, 16, 6))
+    (files / "notes.txt").write_bytes(b"not an image")
+    models = tmp_path / "models"
+    make_tiny_model(models)
+    out = tmp_path / "corpus.json"
+    assert corpus.main([str(files), "--models-dir", str(models), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    classes = result["passes"][0]["classes"]
+    assert classes["jpg"]["statuses"] == {"200": 1} and classes["fuzz"]["statuses"] == {"400": 1}
+    assert classes["png"]["statuses"] == {"413": 1} and classes["txt"]["statuses"] == {"400": 1}
+    assert result["same_answer_every_pass"] == 4 and result["5xx"] == 0 and result["alive_at_end"]
+    assert result["non_json_log_lines"] == []  # Pillow's ERROR line is a JSON record with its request id

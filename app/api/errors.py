@@ -15,7 +15,8 @@ from starlette.requests import ClientDisconnect
 
 from app import telemetry
 from app.batcher import BatcherClosedError, BatchFailedError, InferenceTimeoutError, QueueFullError
-from app.preprocess import ImageDecodeError, ImageTooLargeError
+from app.decodebudget import DecodeBusyError
+from app.preprocess import DecodeTooLargeError, ImageDecodeError, ImageTooLargeError
 from app.registry import NotReadyError, UnknownModelError
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     UnknownModelError: ErrorKind(404, "unknown_model"),
     UnknownTargetError: ErrorKind(404, "unknown_gate_target"),
     RequestTimeoutError: ErrorKind(408, "body_timeout"),
+    DecodeTooLargeError: ErrorKind(413, "decode_too_large"),
     ImageTooLargeError: ErrorKind(413, "too_many_pixels"),
     BodyTooLargeError: ErrorKind(413, "body_too_large"),
     TooManyItemsError: ErrorKind(413, "too_many_items"),
@@ -96,6 +98,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     NotReadyError: ErrorKind(503, "not_ready", retry_after=5),
     BatcherClosedError: ErrorKind(503, "shutting_down", retry_after=5),
     TooManyConnectionsError: ErrorKind(503, "too_many_connections", retry_after=1),
+    DecodeBusyError: ErrorKind(503, "decode_busy", retry_after=1),
     InferenceTimeoutError: ErrorKind(504, "timeout", public="inference timed out"),
     UpstreamTimeoutError: ErrorKind(504, None),
 }

@@ -34,6 +34,8 @@ def test_env_values_are_parsed(monkeypatch):
         ("UTILITY_GATE_TARGETS", '{"vision": "not a url"}'),
         ("UTILITY_GATE_TARGETS", '{"a/b": "http://127.0.0.1:9000"}'),
         ("UTILITY_QUEUE_SIZE", "2"),  # smaller than max_batch_size
+        ("UTILITY_MAX_DECODE_MB", "0"),
+        ("UTILITY_DECODE_BUDGET_MB", "100"),  # smaller than one decode may take
     ],
 )
 def test_bad_values_are_refused(monkeypatch, var, value):

@@ -113,8 +113,9 @@ def jpeg_with_segment(marker: int, payload: bytes) -> bytes:
     return base[:2] + segments + base[2:]
 
 
-def tiff(width: int, height: int, strip_offset_type: int = 4) -> bytes:
-    """A baseline greyscale TIFF written by hand: its IFD may lie about the size or the offset type."""
+def tiff(width: int, height: int, strip_offset_type: int = 4, samples: int = 1) -> bytes:
+    """A baseline greyscale TIFF written by hand: its IFD may lie about the size, the offset type or
+    the samples per pixel (over Pillow's maximum, its TIFF plugin logs an ERROR line)."""
     strip = b"\x00" * 16
     offset = struct.pack("<f", 8.0) if strip_offset_type == 11 else struct.pack("<I", 8)
     entries = [
@@ -124,7 +125,7 @@ def tiff(width: int, height: int, strip_offset_type: int = 4) -> bytes:
         struct.pack("<HHIHH", 259, 3, 1, 1, 0),
         struct.pack("<HHIHH", 262, 3, 1, 1, 0),
         struct.pack("<HHI", 273, strip_offset_type, 1) + offset,
-        struct.pack("<HHIHH", 277, 3, 1, 1, 0),
+        struct.pack("<HHIHH", 277, 3, 1, samples, 0),
         struct.pack("<HHII", 278, 4, 1, height),
         struct.pack("<HHII", 279, 4, 1, len(strip)),
     ]

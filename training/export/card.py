@@ -125,7 +125,13 @@ def render_card(info: dict[str, Any]) -> str:
         f"[batch, {spec.channels}, {spec.size}, {spec.size}], output `logits` [batch, 2]",
         f"- Preprocessing (in the ONNX metadata): resize `{spec.resize}` to {spec.size} px, {spec.interpolation}, "
         f"mean {list(spec.mean)}, std {list(spec.std)}, JPEG draft decoding {spec.draft}"
-        + (", plus a native-resolution centre crop on the JPEG block grid as channels 3-5" if spec.native_crop else ""),
+        + (", plus a native-resolution centre crop on the JPEG block grid as channels 3-5" if spec.native_crop else "")
+        + (
+            f"; channel {spec.channels - 1} is constant: the JPEG quality factor read from the file's quantisation "
+            "table, log(q) / log(100), or -1 for files that name none (PNG, WebP...)"
+            if spec.quality_map
+            else ""
+        ),
         "",
         *_data_section(ckpt, training),
         *_metrics_section(info),

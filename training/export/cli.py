@@ -32,6 +32,7 @@ from training.manifest import find_labelers, read_manifests
 from training.options import setup_logging
 from training.options.export import parse
 from training.predict import evaluate_folder, read_batch
+from training.provenance import portable_paths
 from training.train.dataset import split_validation
 from training.train.model import model_from_checkpoint
 
@@ -127,8 +128,9 @@ def architecture(ckpt: dict[str, Any]) -> str:
 
 
 def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str) -> dict[str, Any]:
+    """What the model says of its training (``/models``): no absolute path of the build machine."""
     side = ckpt.get("side_files", {})
-    return {
+    meta = {
         "architecture": architecture(ckpt),
         "precision": shipped,
         "labelers": find_labelers(side, ckpt["data"].get("other_columns", [])),
@@ -142,6 +144,7 @@ def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str
         "git_commit": ckpt["commit"],
         "train_command": ckpt.get("command"),
     }
+    return json.loads(portable_paths(json.dumps(meta, default=str)))
 
 
 def run(args: argparse.Namespace, command: str) -> Path:

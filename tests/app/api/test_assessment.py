@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
-from support import BLUE, RED, SLIGHTLY_BLUE, image_bytes, make_settings, make_tiny_model, metric_value, serve
+from support import BLUE, RED, SLIGHTLY_BLUE, hostile, image_bytes, make_settings, make_tiny_model, metric_value, serve
+
+from app.logging_setup import RequestIdFilter
 
 pytestmark = pytest.mark.anyio
 
@@ -224,3 +228,64 @@ async def test_a_model_with_a_malformed_threshold_is_not_served_and_readyz_names
         r = await c.get("/readyz")
         assert r.status_code == 503 and "utility.threshold" in r.json()["detail"]
         assert (await c.get("/models")).json()["models"][0]["default_threshold"] == 0.5
+
+
+async def test_an_image_too_costly_to_decode_is_a_fast_413_and_a_busy_budget_a_503(tmp_path: Path):
+    make_tiny_model(tmp_path)
+    async with serve(make_settings(tmp_path, max_decode_mb=64, decode_budget_mb=64)) as c:
+
+        async def refused() -> float:
+            return metric_value((await c.get("/metrics")).text, "utility_rejected_total", reason="decode_too_large")
+
+        before = await refused()
+        bomb = hostile.png(4000, 4000, 16, 6)  # 16 MP of 16-bit RGBA: ~250 MB to decode
+        r = await c.post("/utility", content=bomb, headers={"content-type": "image/png"})
+        assert r.status_code == 413 and "MB, over the limit of 64 MB" in r.json()["detail"]
+        assert await refused() == before + 1
+        budget = c.app.state.assessor.budget
+        with budget.hold(budget.total, 1):  # the budget full for longer than a request waits
+            c.app.state.assessor.timeout = 0.05
+            r = await c.post("/utility", files={"file": ("red.png", image_bytes(RED, fmt="PNG"), "image/png")})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        c.app.state.assessor.timeout = 10.0
+        r = await c.post("/utility", files={"file": ("red.png", image_bytes(RED, fmt="PNG"), "image/png")})
+        assert r.status_code == 200 and budget.used == 0
+
+
+async def test_a_decoders_own_log_lines_carry_the_request_id(client):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    handler.addFilter(RequestIdFilter())
+    plugin = logging.getLogger("PIL.TiffImagePlugin")
+    plugin.addHandler(handler)
+    try:
+        bad = hostile.tiff(16, 16, samples=1000)  # Pillow's TIFF plugin logs ERROR, then refuses it
+        r = await client.post("/utility", content=bad, headers={"content-type": "image/tiff", "x-request-id": "tiff-1"})
+    finally:
+        plugin.removeHandler(handler)
+    assert r.status_code == 400
+    assert [rec.request_id for rec in records if rec.levelno >= logging.ERROR] == ["tiff-1"]
+
+
+async def test_decodes_waiting_past_the_queue_size_are_a_quick_429(tmp_path: Path):
+    make_tiny_model(tmp_path)
+    settings = make_settings(tmp_path, max_batch_size=1, queue_size=2, decode_workers=1)
+    async with serve(settings) as c:
+        assessor = c.app.state.assessor
+        body = image_bytes(RED, fmt="PNG")
+
+        async def post() -> httpx.Response:
+            return await c.post("/utility", content=body, headers={"content-type": "image/png"})
+
+        with assessor.budget.hold(assessor.budget.total, 1):  # decodes block until this is released
+            waiting = [asyncio.create_task(post()) for _ in range(2)]
+            for _ in range(500):  # until both are in the decode pool
+                if assessor._decoding == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert assessor._decoding == 2
+            r = await post()
+            assert r.status_code == 429 and r.headers["retry-after"] == "1" and "decoded" in r.json()["detail"]
+        assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
+        assert assessor._decoding == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,8 @@ def test_export_round_trips_into_the_service_engine(run: Path, tmp_path: Path) -
     assert {"labelers", "distortions", "test_metrics", "training_args", "git_commit", "dataset"} <= set(
         contract.training
     )
+    text = json.dumps(contract.training)
+    assert str(run.parent) not in text and "SCRATCH/" in text  # no path of the build machine in /models
     assert 'backend: "onnxruntime"' in (folder / "config.pbtxt").read_text()
     card = (folder / "README.md").read_text()
     assert "Confusion matrix" in card and "int8" in card and "image-utility export" in card
