@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "merge":
             args = merge_parser().parse_args(argv[1:])
             setup(None)
-            merge(args.shards, args.out)
+            merge(args.shards, args.out, args.partial)
             return 0
         if argv and argv[0] == "list":
             for entry in LABELERS.values():

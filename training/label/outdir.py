@@ -103,8 +103,11 @@ def _gather(shard_dir: Path, out_dir: Path, sources: list[tuple[str, str]]) -> i
     return moved
 
 
-def merge(shard_dirs: list[Path], out_dir: Path) -> Path:
-    """Join shard outputs (separate folders, or one shared folder) into ``out_dir/manifest.csv``."""
+def merge(shard_dirs: list[Path], out_dir: Path, partial: bool = False) -> Path:
+    """Join shard outputs (separate folders, or one shared folder) into ``out_dir/manifest.csv``.
+
+    ``partial``: while sources are still missing, write the ones finished so far as
+    ``partial-<done>-of-<all>.csv`` instead of refusing (never as ``manifest.csv``)."""
     settings, sources = read_settings(shard_dirs[0]), read_sources(shard_dirs[0])
     for shard in shard_dirs[1:]:
         if _comparable(read_settings(shard)) != _comparable(settings) or read_sources(shard) != sources:
@@ -114,6 +117,13 @@ def merge(shard_dirs: list[Path], out_dir: Path) -> Path:
         if shard.resolve() != out_dir.resolve():
             logger.info("merged %d sources from %s", _gather(shard, out_dir, sources), shard)
     missing = [s for s, _ in sources if not part_path(out_dir, s).is_file()]
+    if missing and partial:
+        done = [(s, v) for s, v in sources if part_path(out_dir, s).is_file()]
+        logger.warning("%d of %d sources are in no shard yet: a partial manifest", len(missing), len(sources))
+        return finalize(out_dir, settings, done, stem=f"partial-{len(done)}-of-{len(sources)}")
     if missing:
-        raise OutDirError(f"{len(missing)} of {len(sources)} sources are in no shard yet (first: {missing[0]})")
+        raise OutDirError(
+            f"{len(missing)} of {len(sources)} sources are in no shard yet (first: {missing[0]}); "
+            "--partial writes the finished ones apart"
+        )
     return finalize(out_dir, settings, sources)

@@ -53,6 +53,11 @@ def merge_parser() -> argparse.ArgumentParser:
     p = Parser(prog="image-utility label merge", description="join shard outputs")
     p.add_argument("shards", type=Path, nargs="+", help="shard output folders (or one shared folder)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="while sources are missing, write the finished ones as partial-<done>-of-<all>.csv",
+    )
     return p
 
 

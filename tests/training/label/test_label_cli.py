@@ -122,6 +122,14 @@ def test_shards_merge_into_the_same_manifest(classified: Path, tmp_path: Path) -
         assert cli(["label", photos, "--out", str(tmp_path / f"s{i}"), "--shard", f"{i}/2", *CLASSIFICATION_ARGS]) == 0
         assert not (tmp_path / f"s{i}" / "manifest.csv").exists()  # a shard is not the dataset
         assert (tmp_path / f"s{i}" / f"shard-{i}-of-2.csv").is_file()
+    only_first = ["label", "merge", str(tmp_path / "s0"), "--out", str(tmp_path / "p")]
+    assert cli(only_first) == 2  # half the sources: refused, and no manifest
+    assert cli([*only_first, "--partial"]) == 0
+    assert not (tmp_path / "p" / "manifest.csv").exists()
+    (partial,) = (tmp_path / "p").glob("partial-*-of-*.csv")
+    half, whole = pd.read_csv(tmp_path / "s0" / "shard-0-of-2.csv"), read_manifest(classified / "out")
+    assert partial.stem == f"partial-{half['source'].nunique()}-of-{whole['source'].nunique()}"
+    assert len(pd.read_csv(partial)) == len(half)
     assert cli(["label", "merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
     pd.testing.assert_frame_equal(read_manifest(tmp_path / "m"), read_manifest(classified / "out"))
     for rel in read_manifest(tmp_path / "m")["image"]:
