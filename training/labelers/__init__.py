@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from training.labelers import offline  # numpy only: OpenCV and MTCNN are imported when built
 from training.labelers.base import CLASSIFICATION, DETECTION, Detection, Labeler, WeightsNotFoundError
 
 # The paper's labelling networks, then its generalisation networks (section V-B).
@@ -49,8 +50,6 @@ def _lazy(module: str, builder: str, name: str) -> Callable[[str, bool, int], La
 
 def _offline(kind: str) -> Callable[[str, bool, int], Labeler]:
     def build(device: str, allow_download: bool, batch_size: int) -> Labeler:
-        from training.labelers import offline
-
         if kind == "mtcnn-face":
             return offline.MtcnnFace(device=device, batch_size=batch_size)
         return {"hog-people": offline.HogPeople, "haar-face": offline.HaarFace}[kind](batch_size=batch_size)
