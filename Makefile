@@ -77,5 +77,5 @@ predictor: $(STAMP_DEV)
 	  --select-metric auroc --resume auto
 	$(BIN)/image-utility export $(RUNS)/predictor --name utility-classification --int8 --models-dir $(MODELS_OUT) \
 	  --threshold 0.5
-	$(BIN)/python -m training.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
+	$(BIN)/python -m training.evaluate.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
 	  --model $(MODELS_OUT)/utility-classification --out $(RUNS)/predictor/scorecard

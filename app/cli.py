@@ -15,10 +15,10 @@ from app.usage import UsageError, missing_module_hint
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("app.serve", "run the HTTP service on the models in a folder"),
     "score": ("app.score", "score image files and folders offline (no HTTP)"),
-    "label": ("training.label", "label distorted images with pretrained networks (needs [train])"),
-    "train": ("training.train", "train the ResNet-18 utility predictor (needs [train])"),
-    "export": ("training.export", "export a checkpoint to an ONNX model folder (needs [train])"),
-    "evaluate": ("training.evaluate", "re-measure the paper's experiments into a report (needs [eval])"),
+    "label": ("training.label.cli", "label distorted images with pretrained networks (needs [train])"),
+    "train": ("training.train.cli", "train the ResNet-18 utility predictor (needs [train])"),
+    "export": ("training.export.cli", "export a checkpoint to an ONNX model folder (needs [train])"),
+    "evaluate": ("training.evaluate.cli", "re-measure the paper's experiments into a report (needs [eval])"),
 }
 # Commands whose module imports torch: their options are parsed and checked first, by a module that does not.
 CHECKS = {name: f"training.options.{name}" for name in ("train", "export", "evaluate")}

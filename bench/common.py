@@ -9,7 +9,6 @@ import logging
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from training.provenance import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,10 @@ def read_dir(d: Path) -> list[bytes]:
 
 
 def real_batch(payloads: list[bytes], spec, n: int) -> np.ndarray:
-    from app.preprocess import preprocess_bytes
+    """``n`` inputs from the payloads (cycled), prepared as the service prepares a request."""
+    from training.predict import preprocess_all  # onnxruntime: not on the load generator's light path
 
-    xs = [preprocess_bytes(payloads[i % len(payloads)], spec) for i in range(n)]
-    return np.stack(xs)
+    return preprocess_all([payloads[i % len(payloads)] for i in range(n)], spec)
 
 
 def loadavg() -> list[float]:
@@ -163,15 +164,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def machine_info() -> dict:
     import onnxruntime as ort
 
@@ -184,7 +176,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "onnxruntime_providers_available": ort.get_available_providers(),
         "versions": versions(),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(REPO),
         "niceness": os.nice(0),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

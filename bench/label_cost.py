@@ -23,11 +23,12 @@ import torch
 from PIL import Image
 from torchvision.models import get_model, get_model_weights
 
-from training.distortions import distort
-from training.groundtruth import load_ground_truth
+from training.images import decode_rgb
+from training.label.distortions import distort
+from training.label.groundtruth import load_ground_truth
+from training.label.parts import Job, label_source
 from training.labelers import LABELERS, build_labeler
 from training.labelers.classifiers import TorchClassifier, freeze_for_cpu, to_tensor
-from training.pipeline import Job, decode_rgb, label_source
 from training.utility import UtilityRule
 
 LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")

@@ -1,6 +1,6 @@
 """int8 variants for speed: find the bundled one, or quantise a model the way training does.
 
-Training (``training/quantize.py``) makes static int8 QDQ models with per-channel int8 weights and
+Training (``training/export/quantize.py``) makes static int8 QDQ models with per-channel int8 weights and
 uint8 activations, calibrated on training images through ``preprocess_bytes``. The same function here,
 calibrated on the bench photos, gives an int8 stand-in whose *speed* is representative; its accuracy
 means nothing (random weights). The bundled models' accuracy lives in their model cards.
@@ -37,7 +37,7 @@ def quantize_folder(fp32_folder: Path, out_models: Path, calib: np.ndarray) -> P
     from onnxruntime.quantization import CalibrationDataReader
 
     from app.contract import latest_version_dir
-    from training.quantize import quantize  # onnxruntime only, no torch
+    from training.export.quantize import quantize  # onnxruntime only, no torch
 
     src_version = latest_version_dir(fp32_folder)
     folder = out_models / f"{fp32_folder.name}-int8"

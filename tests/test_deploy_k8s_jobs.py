@@ -14,9 +14,10 @@ import yaml
 from support.deploy import DOCKER, need_tool, run
 from torch.distributed.run import get_args_parser as torchrun_parser
 
-from training.label import get_parser as label_parser
-from training.label import merge_parser, parse_shard, settings_from
-from training.train import get_parser as train_parser
+from training.label.cli import settings_from
+from training.options.label import get_parser as label_parser
+from training.options.label import merge_parser, parse_shard
+from training.options.train import get_parser as train_parser
 
 K8S = DOCKER / "k8s"
 FILES = ["data/volume.yaml", "label/cpu/job.yaml", "label/merge/job.yaml", "train/service.yaml", "train/job.yaml"]

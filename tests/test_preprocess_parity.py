@@ -1,10 +1,11 @@
 """Serving and training prepare pixels identically, on real photos, DCT-domain JPEG scaling included.
 
-Training calls ``app.preprocess.preprocess_bytes(Path(p).read_bytes(), spec)`` (training/data.py,
-export.py, quantize.py). The service reads the bytes from the HTTP body and hands them to the
-``Assessor``, which decodes them with ``jpeg_draft`` (libjpeg's 1/2, 1/4, 1/8 scaling) before
-batching. This test captures the tensor the service queues for the model and compares it, bit for
-bit, with what the training function returns for the same bytes.
+Training calls ``app.preprocess.preprocess_bytes(Path(p).read_bytes(), spec)`` (training/predict.py,
+for export and quantisation; training/train/dataset.py caches the same decode). The service reads
+the bytes from the HTTP body and hands them to the ``Assessor``, which decodes them with
+``jpeg_draft`` (libjpeg's 1/2, 1/4, 1/8 scaling) before batching. This test captures the tensor the
+service queues for the model and compares it, bit for bit, with what the training function returns
+for the same bytes.
 """
 
 from __future__ import annotations

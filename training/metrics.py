@@ -1,59 +1,82 @@
-"""Binary utility metrics, and evaluation of an exported model folder on a manifest.
+"""Binary utility metrics, shared by training, export, the report and the scorecard.
 
-Shared with the evaluation step: ``binary_metrics`` for scores already computed,
-``evaluate_folder`` for an ONNX model folder run through the service's own engine.
+One convention: a number that is undefined (AUROC with one class, accuracy of no rows, a
+correlation of fewer than 3 pairs) is NaN, never None; :func:`defined` tells them apart. The
+confusion matrix is ``[[tn, fp], [fn, tp]]`` (rows: true non-useful, useful; columns: predicted).
+Plain numpy, so that every number can be checked by hand in the tests; no pandas import (a frame
+is only read through its columns).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from tqdm import tqdm
 
-from app.preprocess import preprocess_bytes
+if TYPE_CHECKING:
+    import pandas as pd
 
-log = logging.getLogger(__name__)
+NAN = float("nan")
 
 
-def auroc(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN with one class."""
-    y = np.asarray(y_true).astype(bool)
-    s = np.asarray(score, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
+def defined(x: float | None) -> bool:
+    """Whether ``x`` is a number (not None, not NaN)."""
+    return x is not None and x == x
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given their average rank (as scipy.stats.rankdata)."""
+    s = np.asarray(values, dtype=np.float64)
     order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    # average ranks over runs of equal scores
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
+    out = np.empty(len(s), dtype=np.float64)
+    starts = np.r_[0, np.flatnonzero(np.diff(s[order])) + 1] if len(s) else np.array([], dtype=int)
     ends = np.r_[starts[1:], len(s)]
     for a, b in zip(starts, ends, strict=True):
-        ranks[order[a:b]] = (a + b + 1) / 2.0
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+        out[order[a:b]] = (a + b + 1) / 2.0
+    return out
 
 
-def binary_metrics(y_true: np.ndarray, p_useful: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, AUROC and the confusion matrix (rows: true non-useful, useful)."""
-    y = np.asarray(y_true).astype(int)
-    pred = (np.asarray(p_useful) >= threshold).astype(int)
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a random positive > score of a random negative), ties
+    count 1/2 (Mann-Whitney U on average ranks). Rows with a non-finite score are left out; NaN when
+    a class is absent."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    keep = np.isfinite(s)
+    y, s = y[keep], s[keep]
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return NAN
+    return float((ranks(s)[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> list[list[int]]:
+    """``[[tn, fp], [fn, tp]]`` of 0/1 labels against 0/1 (or boolean) predictions."""
     cm = np.zeros((2, 2), dtype=int)
-    np.add.at(cm, (y, pred), 1)
-    recalls = [cm[k, k] / cm[k].sum() for k in (0, 1) if cm[k].sum() > 0]
-    n = int(cm.sum())
+    np.add.at(cm, (np.asarray(labels).astype(int), np.asarray(predicted).astype(int)), 1)
+    return cm.tolist()
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else NAN
+
+
+def binary_metrics(labels: np.ndarray, p_useful: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, AUROC, both recalls and the confusion matrix of p_useful >= threshold
+    against 1/0 labels."""
+    y = np.asarray(labels).astype(int)
+    p = np.asarray(p_useful, dtype=np.float64)
+    (tn, fp), (fn, tp) = confusion(y, p >= threshold)
+    recalls = [r for r in (_ratio(tn, tn + fp), _ratio(tp, tp + fn)) if defined(r)]
     return {
-        "n": n,
-        "accuracy": float(np.trace(cm) / n) if n else float("nan"),
-        "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
-        "auroc": auroc(y, p_useful),
-        "recall_non_useful": float(cm[0, 0] / cm[0].sum()) if cm[0].sum() else float("nan"),
-        "recall_useful": float(cm[1, 1] / cm[1].sum()) if cm[1].sum() else float("nan"),
-        "confusion": cm.tolist(),
+        "n": int(y.size),
+        "n_useful": int(y.sum()),
+        "accuracy": _ratio(tp + tn, int(y.size)),
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else NAN,
+        "auroc": auroc(y, p),
+        "recall_non_useful": _ratio(tn, tn + fp),
+        "recall_useful": _ratio(tp, tp + fn),
+        "confusion": [[tn, fp], [fn, tp]],
         "threshold": threshold,
     }
 
@@ -80,8 +103,24 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson's r; NaN with fewer than 3 points or a constant input."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) < 3 or a.std() == 0 or b.std() == 0:
-        return float("nan")
+        return NAN
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (Pearson's r of average ranks) over the pairs where both values are
+    finite; NaN with fewer than 3 such pairs or a constant side."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    return pearson(ranks(x[keep]), ranks(y[keep]))
+
+
+def level_key(level: object) -> tuple[int, float | str]:
+    """Sort key of a level name: numbers by value first ('2' before '10'), then the other names."""
+    try:
+        return (0, float(str(level)))
+    except ValueError:
+        return (1, str(level))
 
 
 def level_groups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -95,9 +134,21 @@ def within_level_auroc(frame: pd.DataFrame, y: np.ndarray, score: np.ndarray) ->
     out = {}
     for key, rows in level_groups(frame).items():
         value = auroc(y[rows], score[rows])
-        if np.isfinite(value):
+        if defined(value):
             out[key] = value
-    out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
+    out["mean"] = float(np.mean(list(out.values()))) if out else NAN
+    return out
+
+
+def per_level(frame: pd.DataFrame, scores: np.ndarray, threshold: float = 0.5) -> dict[str, dict[str, Any]]:
+    """Accuracy per 'distortion|level' group of manifest rows (``distortion``, ``level``, ``label``)."""
+    y = frame["label"].to_numpy()
+    right = (scores >= threshold).astype(int) == y
+    out = {}
+    keys = frame["distortion"].astype(str) + "|" + frame["level"].astype(str)
+    for key in sorted(keys.unique(), key=lambda k: (k.split("|")[0], level_key(k.split("|")[1]))):
+        rows = (keys == key).to_numpy()
+        out[key] = {"n": int(rows.sum()), "useful": int(y[rows].sum()), "accuracy": float(right[rows].mean())}
     return out
 
 
@@ -112,76 +163,9 @@ def aux_agreement(
     for k, name in enumerate(names):
         m = mask[:, k]
         within = [pearson(pred[rows[m[rows]], k], target[rows[m[rows]], k]) for rows in groups.values()]
-        within = [r for r in within if np.isfinite(r)]
+        within = [r for r in within if defined(r)]
         out[name] = {
             "r": pearson(pred[m, k], target[m, k]),
-            "r_within_level": float(np.mean(within)) if within else float("nan"),
+            "r_within_level": float(np.mean(within)) if within else NAN,
         }
     return out
-
-
-def format_metrics(m: dict[str, Any]) -> str:
-    (tn, fp), (fn, tp) = m["confusion"]
-    text = (
-        f"acc {m['accuracy']:.4f} bal_acc {m['balanced_accuracy']:.4f} auroc {m['auroc']:.4f} "
-        f"confusion [[tn {tn} fp {fp}] [fn {fn} tp {tp}]] n {m['n']}"
-    )
-    if "within_level_auroc" in m:
-        text += f" within-level auroc {m['within_level_auroc']['mean']:.3f}"
-    for name, agree in m.get("aux", {}).items():
-        text += f" | {name} r {agree['r']:.3f} within {agree['r_within_level']:.3f}"
-    return text
-
-
-def confusion_table(m: dict[str, Any]) -> str:
-    """The confusion matrix as a Markdown table."""
-    (tn, fp), (fn, tp) = m["confusion"]
-    return (
-        "| true \\ predicted | non-useful | useful |\n|---|---|---|\n"
-        f"| non-useful | {tn} | {fp} |\n| useful | {fn} | {tp} |\n"
-    )
-
-
-def predict_folder(folder: Path, paths: list[str], batch_size: int = 32, threads: int = 0) -> tuple[np.ndarray, float]:
-    """p(useful) for image files through ``app.engine.UtilityModel``; also returns model images/s."""
-    from app.engine import UtilityModel
-
-    model = UtilityModel(folder.name, folder, ["CPUExecutionProvider"], intra_op_threads=threads)
-    model.warmup((1,))
-    scores, compute = [], 0.0
-    for start in tqdm(range(0, len(paths), batch_size), desc=f"eval {folder.name}", mininterval=5):
-        batch = np.stack(
-            [preprocess_bytes(Path(p).read_bytes(), model.spec) for p in paths[start : start + batch_size]]
-        )
-        t0 = time.perf_counter()
-        scores.append(model.predict(batch))
-        compute += time.perf_counter() - t0
-    return np.concatenate(scores), len(paths) / compute if compute else float("nan")
-
-
-def evaluate_folder(folder: Path, frame: pd.DataFrame, threshold: float = 0.5, threads: int = 0) -> dict[str, Any]:
-    """Metrics of an exported model folder on manifest rows (``path`` and ``label`` columns)."""
-    scores, ips = predict_folder(folder, frame["path"].tolist(), threads=threads)
-    out = binary_metrics(frame["label"].to_numpy(), scores, threshold)
-    out["images_per_s"] = ips
-    out["per_level"] = per_level(frame, scores, threshold)
-    return out
-
-
-def per_level(frame: pd.DataFrame, scores: np.ndarray, threshold: float = 0.5) -> dict[str, dict[str, Any]]:
-    """Accuracy per 'distortion|level' group of manifest rows."""
-    y = frame["label"].to_numpy()
-    right = (scores >= threshold).astype(int) == y
-    out = {}
-    keys = frame["distortion"].astype(str) + "|" + frame["level"].astype(str)
-    for key in sorted(keys.unique(), key=lambda k: (k.split("|")[0], _num(k.split("|")[1]))):
-        rows = (keys == key).to_numpy()
-        out[key] = {"n": int(rows.sum()), "useful": int(y[rows].sum()), "accuracy": float(right[rows].mean())}
-    return out
-
-
-def _num(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text

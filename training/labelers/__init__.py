@@ -7,9 +7,11 @@ Importing this module imports neither torch nor OpenCV: each labeler imports wha
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from training.labelers import offline  # numpy only: OpenCV and MTCNN are imported when built
 from training.labelers.base import CLASSIFICATION, DETECTION, Detection, Labeler, WeightsNotFoundError
 
 # The paper's labelling networks, then its generalisation networks (section V-B).
@@ -36,37 +38,18 @@ class LabelerEntry:
     build: Callable[[str, bool, int], Labeler]  # (device, allow_download, batch_size)
 
 
-def _torchvision_classifier(name: str) -> Callable[[str, bool, int], Labeler]:
+def _lazy(module: str, builder: str, name: str) -> Callable[[str, bool, int], Labeler]:
+    """A builder that imports ``training.labelers.<module>`` (torch) only when the labeler is built."""
+
     def build(device: str, allow_download: bool, batch_size: int) -> Labeler:
-        from training.labelers.classifiers import build_torchvision
-
-        return build_torchvision(name, device, allow_download, batch_size)
-
-    return build
-
-
-def _lite(name: str) -> Callable[[str, bool, int], Labeler]:
-    def build(device: str, allow_download: bool, batch_size: int) -> Labeler:
-        from training.labelers.classifiers import build_lite
-
-        return build_lite(name, device, allow_download, batch_size)
-
-    return build
-
-
-def _torchvision_detector(name: str) -> Callable[[str, bool, int], Labeler]:
-    def build(device: str, allow_download: bool, batch_size: int) -> Labeler:
-        from training.labelers.detectors import build_torchvision_detector
-
-        return build_torchvision_detector(name, device, allow_download, batch_size)
+        make = getattr(importlib.import_module(f"training.labelers.{module}"), builder)
+        return make(name, device, allow_download, batch_size)
 
     return build
 
 
 def _offline(kind: str) -> Callable[[str, bool, int], Labeler]:
     def build(device: str, allow_download: bool, batch_size: int) -> Labeler:
-        from training.labelers import offline
-
         if kind == "mtcnn-face":
             return offline.MtcnnFace(device=device, batch_size=batch_size)
         return {"hog-people": offline.HogPeople, "haar-face": offline.HaarFace}[kind](batch_size=batch_size)
@@ -76,9 +59,17 @@ def _offline(kind: str) -> Callable[[str, bool, int], Labeler]:
 
 def _registry() -> dict[str, LabelerEntry]:
     hub = "torch hub cache"
-    entries = [LabelerEntry(n, CLASSIFICATION, hub, _torchvision_classifier(n)) for n in TORCHVISION_CLASSIFIERS]
-    entries += [LabelerEntry(n, CLASSIFICATION, "PyPI wheel", _lite(n)) for n in LITE_CLASSIFIERS]
-    entries += [LabelerEntry(n, DETECTION, hub, _torchvision_detector(n)) for n in TORCHVISION_DETECTORS]
+    entries = [
+        LabelerEntry(n, CLASSIFICATION, hub, _lazy("classifiers", "build_torchvision", n))
+        for n in TORCHVISION_CLASSIFIERS
+    ]
+    entries += [
+        LabelerEntry(n, CLASSIFICATION, "PyPI wheel", _lazy("classifiers", "build_lite", n)) for n in LITE_CLASSIFIERS
+    ]
+    entries += [
+        LabelerEntry(n, DETECTION, hub, _lazy("detectors", "build_torchvision_detector", n))
+        for n in TORCHVISION_DETECTORS
+    ]
     sources = {"hog-people": "opencv wheel", "haar-face": "opencv wheel", "mtcnn-face": "facenet-pytorch wheel"}
     entries += [LabelerEntry(n, DETECTION, sources[n], _offline(n)) for n in OFFLINE_DETECTORS]
     return {e.name: e for e in entries}

@@ -45,12 +45,18 @@ class TorchClassifier(Labeler):
         if self.device.type == "cpu":
             self.model = freeze_for_cpu(name, self.model, transform.crop_size[0])
 
+    def _logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        batch = torch.stack([self.transform(to_tensor(img)) for img in images]).to(self.device)
+        return self.model(batch).float()
+
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        batch = torch.stack([self.transform(to_tensor(img)) for img in images]).to(self.device)
-        logits = self.model(batch)
-        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        return list(probs)
+        return list(torch.softmax(self._logits(images), dim=1).cpu().numpy())
+
+    @torch.inference_mode()
+    def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, classes) logits before the softmax (the evaluation's energy score is computed from them)."""
+        return self._logits(images).cpu().numpy()
 
 
 def freeze_for_cpu(name: str, model: nn.Module, size: int) -> nn.Module:

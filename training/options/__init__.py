@@ -1,1 +1,27 @@
 """The training commands' options: parsed and checked here, without torch, before a command imports it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from app.usage import UsageError, existing
+
+# training.manifest.MANIFEST_NAMES, written out: importing that module would import pandas
+MANIFEST_FILES = ("manifest.parquet", "manifest.csv")
+
+
+def manifest_given(option: str, path: Path | None, what: str) -> None:
+    """``path`` is a manifest file or a folder holding one (None passes); else a :class:`UsageError`."""
+    existing(option, path, what)
+    if path is not None and path.is_dir() and not any((path / n).is_file() for n in MANIFEST_FILES):
+        raise UsageError(f"{option} {str(path)!r} holds no manifest.csv or manifest.parquet; expected {what}")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """The log format of every training command (``-v``: debug messages too)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app.contract import find_model_dirs
 from app.usage import Parser, UsageError, existing, fresh_folder, in_range
+from training.options import manifest_given
 
 DESCRIPTION = "re-measure the paper's experiments for one bundled model into a report"
 MANIFEST = "a labelling OUT_DIR or a manifest file"
@@ -75,7 +76,9 @@ def model_folder(option: str, models_dir: Path, name: str) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """Refuse values that cannot work, naming the option (:class:`UsageError`); set the default --out."""
-    existing("--manifest", args.manifest, MANIFEST)
+    manifest_given("--manifest", args.manifest, MANIFEST)
+    for extra in args.extra_manifest:
+        manifest_given("--extra-manifest", extra, MANIFEST)
     model_folder("--model", args.models_dir, args.model)
     if args.other_model:
         model_folder("--other-model", args.models_dir, args.other_model)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from app.usage import Parser, UsageError, existing, in_range
+from training.options import manifest_given
 
 DESCRIPTION = "checkpoint -> ONNX model folder the service loads"
 CHECKPOINT = "a training run folder (holding best.pt) or a checkpoint file"
@@ -48,7 +49,7 @@ def check(args: argparse.Namespace) -> None:
         raise UsageError(f"CHECKPOINT {str(args.checkpoint)!r} holds no best.pt; expected {CHECKPOINT}")
     if args.name is not None and not NAME.fullmatch(args.name):
         raise UsageError(f"--name {args.name!r}: allowed are letters, digits, '.', '_' and '-'")
-    existing("--manifest", args.manifest, "a labelling OUT_DIR or a manifest file")
+    manifest_given("--manifest", args.manifest, "a labelling OUT_DIR or a manifest file")
     if args.models_dir.exists() and not args.models_dir.is_dir():
         raise UsageError(f"--models-dir {str(args.models_dir)!r} is a file; expected a folder of model folders")
     in_range("--opset", args.opset, 17, 23)

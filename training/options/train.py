@@ -8,9 +8,10 @@ from pathlib import Path
 from app.contract import TASKS
 from app.preprocess import RESIZE_MODES
 from app.usage import Parser, UsageError, existing, in_range
+from training.options import manifest_given
 
 DESCRIPTION = "fit ResNet-18 to a label manifest, evaluate every epoch, checkpoint"
-BALANCING = ("augment", "weighted", "none")  # how training.loop.epoch_order balances each epoch
+BALANCING = ("augment", "weighted", "none")  # how training.train.epoch.epoch_order balances each epoch
 MANIFEST = "a labelling OUT_DIR (holding manifest.csv or manifest.parquet) or a manifest file"
 
 
@@ -96,9 +97,7 @@ def check(args: argparse.Namespace) -> None:
     if not args.manifest and args.resume is None:
         raise UsageError(f"MANIFEST: none given; give {MANIFEST}")
     for path in args.manifest:
-        existing("MANIFEST", path, MANIFEST)
-        if path.is_dir() and not any((path / n).is_file() for n in ("manifest.parquet", "manifest.csv")):
-            raise UsageError(f"MANIFEST {str(path)!r} holds no manifest.csv or manifest.parquet; expected {MANIFEST}")
+        manifest_given("MANIFEST", path, MANIFEST)
     if args.resume is not None and str(args.resume) != "auto":
         existing("--resume", args.resume, "a checkpoint file (checkpoint.pt) or 'auto'")
     existing("--init", args.init, "a utility checkpoint file")
