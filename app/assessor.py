@@ -88,7 +88,7 @@ class Assessor:
     async def _decode(self, decode: Callable[[], np.ndarray]) -> np.ndarray:
         with self._decoding_lock:
             if self._decoding >= self.max_decoding:
-                raise QueueFullError(f"{self._decoding} images are waiting to be decoded; retry")
+                raise QueueFullError(f"decode queue is full ({self._decoding} images waiting to be decoded)")
             self._decoding += 1
         # in this request's context, so the decoder's own log lines carry its request id
         job = self._pool.submit(contextvars.copy_context().run, decode)

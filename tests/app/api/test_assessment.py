@@ -286,6 +286,10 @@ async def test_decodes_waiting_past_the_queue_size_are_a_quick_429(tmp_path: Pat
                 await asyncio.sleep(0.01)
             assert assessor._decoding == 2
             r = await post()
-            assert r.status_code == 429 and r.headers["retry-after"] == "1" and "decoded" in r.json()["detail"]
+            assert (
+                r.status_code == 429
+                and r.headers["retry-after"] == "1"
+                and "decode queue is full" in r.json()["detail"]
+            )
         assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
         assert assessor._decoding == 0
