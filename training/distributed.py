@@ -91,7 +91,9 @@ def device_for(choice: str = "auto") -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise RuntimeError("--device cuda: torch sees no GPU here")
-    index = from_env().local_rank % torch.cuda.device_count()
+    index, count = from_env().local_rank, torch.cuda.device_count()
+    if index >= count:  # NCCL refuses two ranks on one GPU
+        raise RuntimeError(f"worker LOCAL_RANK={index} but torch sees {count} GPUs: --nproc-per-node {count} at most")
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 
@@ -105,7 +107,12 @@ def init(device: torch.device) -> World:
     if not available():
         raise RuntimeError("torchrun started several processes but this torch has no torch.distributed/gloo")
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=TIMEOUT, device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(
+        backend,
+        timeout=TIMEOUT,
+        device_id=device if device.type == "cuda" else None,
+        **({"store": store, "rank": env.rank, "world_size": env.size} if (store := attempt_store(env)) else {}),
+    )
     _cpu_group = dist.new_group(backend="gloo", timeout=TIMEOUT) if backend != "gloo" else None
     here = world()
     quiet_followers(here)
@@ -118,6 +125,29 @@ def init(device: torch.device) -> World:
         f", torchrun restart {here.restart}: resuming from the last checkpoint" if here.restart else "",
     )
     return here
+
+
+def attempt_store(env: World) -> Any:
+    """The store for this start's process group, where torchrun's own would be stale, else None (env://).
+
+    Since torch 2.5 torchrun's c10d rendezvous hands every restart of the group the same store
+    (``TORCHELASTIC_USE_AGENT_STORE``): the restarted workers read the addresses the dead ones published
+    and fail to connect (pytorch/pytorch#135712; gloo and NCCL alike, reproduced with torch 2.14). On one
+    machine one agent counts the restarts, so ``TORCHELASTIC_RESTART_COUNT`` names the start and scopes
+    the keys. Across machines the agents' counts can differ: there torchrun itself must make a fresh store
+    per start, with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` in its environment (docker/k8s/train sets it)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    if int(os.environ.get("GROUP_WORLD_SIZE", 1)) > 1:
+        if env.rank == 0:
+            log.warning(
+                "torchrun shares its store across restarts: set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 for "
+                "torchrun, or a restarted group cannot connect (pytorch/pytorch#135712)"
+            )
+        return None
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    agent = dist.TCPStore(host, port, env.size, is_master=False, timeout=TIMEOUT)
+    return dist.PrefixStore(f"image-utility/start-{env.restart}", agent)
 
 
 def close() -> None:
