@@ -176,6 +176,10 @@ def test_training_job_is_a_torchrun_launch_of_image_utility_train() -> None:
     assert [launch.training_script, *launch.training_script_args[:1]] == ["image-utility", "train"]
     train = train_parser().parse_args(launch.training_script_args[1:])
     assert str(train.resume) == "auto"  # every (re)start continues from the last checkpoint
+    assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"  # restarts across pods connect (training.train.distributed)
+    assert train.device == "cuda"  # one GPU per worker (cuda:LOCAL_RANK), never a silent CPU run
+    gpus = int(container(job)["resources"]["limits"]["nvidia.com/gpu"]) * int(env["NNODES"])
+    assert train.batch_size % gpus == 0  # --batch-size is the global batch: equal shares on every GPU
     merged = merge_parser().parse_args(container(load("label/merge/job.yaml"))["args"][0].split()[4:]).out
     manifests = train.manifest if isinstance(train.manifest, list) else [train.manifest]  # train may join several
     assert manifests == [merged] and train.output_dir.is_relative_to("/data/runs")

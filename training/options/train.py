@@ -12,11 +12,17 @@ from training.options import manifest_given
 
 DESCRIPTION = "fit ResNet-18 to a label manifest, evaluate every epoch, checkpoint"
 BALANCING = ("augment", "weighted", "none")  # how training.train.epoch.epoch_order balances each epoch
+EPILOG = (
+    "Many processes: torchrun --nproc-per-node N [--nnodes M --rdzv-backend c10d --rdzv-endpoint HOST:PORT] "
+    "--max-restarts 1 --no-python image-utility train ... --resume auto. --batch-size stays the global batch "
+    "(each process takes its share), rank 0 writes the checkpoints, and a restarted group continues from the "
+    "last one (docs/training.md)."
+)
 MANIFEST = "a labelling OUT_DIR (holding manifest.csv or manifest.parquet) or a manifest file"
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="image-utility train", description=DESCRIPTION)
+    p = Parser(prog="image-utility train", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument(
         "manifest", type=Path, nargs="*", help="OUT_DIR(s) of 'image-utility label' or manifest files (joined)"
     )
@@ -48,7 +54,13 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--aux-weight", type=float, default=1.0, help="weight of the soft-target loss")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=12)
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="the global batch: under torchrun each of the N processes trains on its 1/N share of every batch, so "
+        "a run is the same recipe on any number of processes and --lr needs no scaling",
+    )
     g.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd (the paper's) or adamw")
     g.add_argument("--lr", type=float, default=1e-4, help="learning rate (paper, SGD: 1e-4)")
     g.add_argument("--momentum", type=float, default=0.9)
@@ -74,7 +86,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="chooses best.pt on the val split; plain accuracy favours always-useful models on skewed labels",
     )
     g = p.add_argument_group("runtime")
-    g.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    g.add_argument("--threads", type=int, default=2, help="torch intra-op threads (per process under torchrun)")
+    g.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train: auto is a GPU where torch sees one (under torchrun: cuda:LOCAL_RANK), else the CPU",
+    )
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training steps (CPUs with AVX512-BF16)")
     g.add_argument("--workers", type=int, default=2, help="threads decoding images into the pixel cache")

@@ -4,6 +4,8 @@ Every epoch writes ``checkpoint.pt`` (model, optimizer, scheduler, epoch, args, 
 atomically into ``--output-dir``; ``best.pt`` holds the best epoch by ``--select-metric`` on the
 validation split (a held-out part of the training sources), or on test when there is none.
 ``--resume`` continues exactly: each epoch's shuffling and augmentation depend only on (seed, epoch).
+Under ``torchrun`` the same command trains with DDP on every process (training.train.distributed): the same
+global batches, rank 0 writing the files; a checkpoint resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from training.manifest import read_manifests, side_files
 from training.options import setup_logging
 from training.options.train import get_parser, parse
 from training.provenance import git_commit
+from training.train import distributed
 from training.train.curves import plot_history
 from training.train.dataset import load_split, split_validation, summarize
 from training.train.epoch import epoch_generator, evaluate, format_metrics, seed_everything, train_one_epoch
@@ -45,6 +48,7 @@ RUNTIME = (
     "verbose",
     "max_steps",
     "test_each_epoch",
+    "device",
 )
 SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft", "native_crop", "quality_map")
 
@@ -140,6 +144,7 @@ def is_better(metrics: dict[str, Any], best: dict[str, Any] | None, key: str) ->
 def run(args: argparse.Namespace, given: set[str] | None = None, command: str = "") -> dict[str, Any]:
     """Train (or evaluate with --test-only); returns the final state written to summary.json."""
     torch.set_num_threads(args.threads)
+    world, device = distributed.world(), distributed.device_for(getattr(args, "device", "cpu"))
     ckpt = resolve_resume(args, given or set())
     if not args.manifest:
         raise SystemExit("image-utility train: a manifest is needed (or --resume a checkpoint that names one)")
@@ -153,13 +158,15 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         df = df.loc[df["label"] >= 0].reset_index(drop=True)
     cache = args.cache_dir or args.output_dir.parent / "cache"
     names = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
-    splits = {s: load_split(df, s, spec, cache, args.workers, aux_names) for s in names}
+    with distributed.leader_first():  # one process per machine decodes into the pixel cache, the others read it
+        splits = {s: load_split(df, s, spec, cache, args.workers, aux_names) for s in names}
     model = build_model(args.pretrained and ckpt is None, spec.views, len(aux_names), spec.quality_map)
     if args.init and ckpt is None:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
         log.info("weights from %s", args.init)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model = model.to(device)
     optimizer = make_optimizer(model, args)
     scheduler = make_scheduler(optimizer, args)
     state: dict[str, Any] = {
@@ -189,8 +196,9 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         log.info("test: %s", format_metrics(metrics))
         return {"test": metrics}
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    if removed := remove_stale_temporaries(args.output_dir):
+    if world.main and (removed := remove_stale_temporaries(args.output_dir)):
         log.info("removed %d temporary files left by an interrupted run", removed)
+    trainee = distributed.wrap(model, device)  # DDP under torchrun; model itself with one process
     for epoch in range(len(state["history"]) + 1, args.epochs + 1):
         t0 = time.perf_counter()
         gen = epoch_generator(args.seed, epoch)
@@ -198,8 +206,9 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         row = {
             "epoch": epoch,
             "lr": lr,
+            "processes": world.size,
             "train": train_one_epoch(
-                model, optimizer, splits["train"], spec, args, gen, desc=f"epoch {epoch}/{args.epochs}"
+                trainee, optimizer, splits["train"], spec, args, gen, desc=f"epoch {epoch}/{args.epochs}"
             ),
         }
         scheduler.step()
@@ -233,14 +242,19 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         )
         # checkpoint.pt last: a kill before it replays this epoch (deterministically), so best.pt
         # and history.json can never lag behind the checkpoint a resume starts from
-        ckpt = checkpoint(model, optimizer, scheduler, epoch, args, state)
-        if better:
-            save_atomic(args.output_dir / "best.pt", partial(torch.save, ckpt))
-        write_json(args.output_dir / "history.json", state["history"])
-        plot_history(state["history"], args.output_dir / "curve.png")
-        save_atomic(args.output_dir / "checkpoint.pt", partial(torch.save, ckpt))
-    summary = {k: state[k] for k in ("best", "wall_s", "data", "commit")}
-    write_json(args.output_dir / "summary.json", summary)
+        # (rank 0 alone: every rank holds the same weights, metrics and history)
+        if world.main:
+            ckpt = checkpoint(model, optimizer, scheduler, epoch, args, state)
+            if better:
+                save_atomic(args.output_dir / "best.pt", partial(torch.save, ckpt))
+            write_json(args.output_dir / "history.json", state["history"])
+            plot_history(state["history"], args.output_dir / "curve.png")
+            save_atomic(args.output_dir / "checkpoint.pt", partial(torch.save, ckpt))
+        distributed.barrier()
+    if world.main:
+        summary = {k: state[k] for k in ("best", "wall_s", "data", "commit")}
+        write_json(args.output_dir / "summary.json", summary)
+    distributed.barrier()
     return state
 
 
@@ -248,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     setup_logging(args.verbose)
     argv = sys.argv[1:] if argv is None else argv
-    result = run(args, explicit_flags(argv), "image-utility train " + shlex.join(argv))
-    if args.test_only:
+    world = distributed.init(distributed.device_for(args.device))  # a world of 1 without torchrun
+    try:
+        result = run(args, explicit_flags(argv), "image-utility train " + shlex.join(argv))
+    finally:
+        distributed.close()
+    if args.test_only and world.main:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0

@@ -90,7 +90,8 @@ def load_pixels(paths: list[str], spec: PreprocessSpec, cache_dir: Path | None, 
     file = cache_dir / f"pixels-{_cache_key(paths, spec)}.pt" if cache_dir else None
     if file and file.is_file():
         log.info("pixels from cache %s", file)
-        return torch.load(file, weights_only=True)
+        # mapped, not read: the processes of one machine (torchrun) share one copy in the page cache
+        return torch.load(file, weights_only=True, mmap=True)
     out = torch.empty((len(paths), spec.channels, spec.size, spec.size), dtype=torch.uint8)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda p: _to_uint8(p, spec), paths)
@@ -99,6 +100,7 @@ def load_pixels(paths: list[str], spec: PreprocessSpec, cache_dir: Path | None, 
     if file:
         save_atomic(file, partial(torch.save, out))
         log.info("cached %d images in %s", len(paths), file)
+        return torch.load(file, weights_only=True, mmap=True)
     return out
 
 
