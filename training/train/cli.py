@@ -4,8 +4,8 @@ Every epoch writes ``checkpoint.pt`` (model, optimizer, scheduler, epoch, args, 
 atomically into ``--output-dir``; ``best.pt`` holds the best epoch by ``--select-metric`` on the
 validation split (a held-out part of the training sources), or on test when there is none.
 ``--resume`` continues exactly: each epoch's shuffling and augmentation depend only on (seed, epoch).
-Under ``torchrun`` the same command trains with DDP on every process (training.train.distributed): the same
-global batches, rank 0 writing the files; a checkpoint resumes on any number of processes.
+Under ``torchrun`` the same command trains with DDP on every process (training.train.distributed):
+the same global batches, rank 0 writing the files; a checkpoint resumes on any number of processes.
 """
 
 from __future__ import annotations

@@ -26,7 +26,15 @@ from support.training import add_facts, make_manifest
 
 from training.train import cli as train
 from training.train import distributed
-from training.train.epoch import apply_augment, apply_hide, augment, augment_draws, batch_loss, hide_draws, hide_quality
+from training.train.epoch import (
+    apply_augment,
+    apply_hide,
+    augment,
+    augment_draws,
+    batch_loss,
+    hide_draws,
+    hide_quality,
+)
 from training.train.model import build_model
 
 REPO = Path(__file__).resolve().parents[3]
