@@ -25,6 +25,12 @@ MISTAKES = [
     pytest.param(["train", "OUT"], {}, "holds no manifest.csv", id="train-folder-without-manifest"),
     pytest.param(["train", "MANIFEST", "--lr", "-1"], {}, "--lr -1.0 is out of range; allowed: >= 0", id="train-lr"),
     pytest.param(
+        ["train", "MANIFEST", "--quality-dropout", "1.5"],
+        {},
+        "--quality-dropout 1.5 is out of range",
+        id="train-quality-dropout",
+    ),
+    pytest.param(
         ["train", "--output-dir", "OUT/never-run", "--resume", "auto"],
         {},
         "a manifest is needed (or --resume a checkpoint that names one)",

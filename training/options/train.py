@@ -127,6 +127,7 @@ def check(args: argparse.Namespace) -> None:
     in_range("--gamma", args.gamma, 0, strict=True)
     in_range("--momentum", args.momentum, 0, 1)
     in_range("--val-fraction", args.val_fraction, 0, 0.9)
+    in_range("--quality-dropout", args.quality_dropout, 0, 1)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
