@@ -177,7 +177,8 @@ def _open_for_decode(
     """Header only: the opened image (JPEG draft applied), its JPEG quality and its decode cost."""
     img = open_image(data, max_pixels)
     try:
-        quality = image_quality(img)  # from the header, before any conversion drops the tables
+        # from the header, before any conversion drops the tables; only models that read it pay for it
+        quality = image_quality(img) if spec.quality_map else None
         if spec.draft and img.format in JPEG_FORMATS:
             img.draft("RGB", (spec.size, spec.size))
         cost = decode_cost(img)
