@@ -57,11 +57,29 @@ def read_rows(path: Path, needed: tuple[str, ...] = NEEDED) -> tuple[Path, pd.Da
     return file, df
 
 
+def label_columns(label_column: str) -> tuple[str, ...]:
+    """The manifest columns a label column names: one, or several joined by ``+``."""
+    return tuple(c.strip() for c in label_column.split("+"))
+
+
+def label_values(df: pd.DataFrame, label_column: str) -> pd.Series:
+    """The 1/0/NaN labels of ``label_column``; ``A+B`` is the unanimity of columns A and B (the paper's
+    rule for combining labellers: 1 or 0 where all agree, dropped otherwise), e.g. the combined
+    label of two labellers only, so that a third stays unseen (``efficientnet-lite0.u+efficientnet-lite1.u``)."""
+    columns = [pd.to_numeric(df[c], errors="coerce") for c in label_columns(label_column)]
+    if len(columns) == 1:
+        return columns[0]
+    stacked = pd.concat(columns, axis=1)
+    agree = stacked.notna().all(axis=1) & stacked.nunique(axis=1).eq(1)
+    return stacked.iloc[:, 0].where(agree)
+
+
 def read_manifest(path: Path, label_column: str = "label", keep_unlabelled: bool = False) -> pd.DataFrame:
-    """Rows with a 0/1 label in ``label_column`` (copied into ``label``), with ``path`` resolved.
-    ``keep_unlabelled`` keeps the dropped rows too, with label -1 (they still carry dense targets)."""
-    file, df = read_rows(path, (*NEEDED, label_column))
-    labels = pd.to_numeric(df[label_column], errors="coerce")
+    """Rows with a 0/1 label in ``label_column`` (copied into ``label``; :func:`label_values`), with
+    ``path`` resolved. ``keep_unlabelled`` keeps the dropped rows too, with label -1 (they still carry
+    dense targets)."""
+    file, df = read_rows(path, (*NEEDED, *label_columns(label_column)))
+    labels = label_values(df, label_column)
     keep = labels.notna() | keep_unlabelled
     kept = df.loc[keep].copy()
     kept["label"] = labels[keep].fillna(UNLABELLED).astype(int)

@@ -13,6 +13,7 @@ from support.training import add_facts, make_manifest
 from training.manifest import (
     ManifestError,
     find_labelers,
+    label_values,
     read_manifest,
     read_manifests,
     read_split,
@@ -93,3 +94,10 @@ def test_written_manifests_read_back(tmp_path: Path) -> None:
     df = read_manifest(tmp_path)
     assert df["path"][0] == str(tmp_path / "images" / "a.jpg") and df["label"][0] == 1
     assert read_split(tmp_path).labelers == ["n"]
+
+
+def test_a_label_column_of_several_is_their_unanimity() -> None:
+    df = pd.DataFrame({"a.u": [1, 0, 1, 0, None], "b.u": [1, 0, 0, None, None]})
+    assert label_values(df, "a.u").tolist()[:4] == [1, 0, 1, 0]
+    joined = label_values(df, "a.u+b.u")
+    assert joined.tolist()[:2] == [1, 0] and joined.iloc[2:].isna().all()  # disagreement or abstention: dropped

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from training.evaluate.baselines import jpeg_quality
-from training.manifest import read_split
+from training.manifest import label_values, read_split
 from training.metrics import NAN, auroc, binary_metrics, within_level_auroc
 from training.options import setup_logging
 from training.predict import load_model, predict_paths
@@ -39,6 +39,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model folder (models/<name>)")
     p.add_argument("--out", type=Path, required=True, help="folder for scorecard.json and scorecard.md")
     p.add_argument("--threshold", type=float, default=None, help="default: the model's own (else 0.5)")
+    p.add_argument(
+        "--label-column",
+        default="label",
+        help="the labels scored against: the combined one, one labeller's (efficientnet-lite2.u), or A+B (unanimity)",
+    )
     return p
 
 
@@ -123,10 +128,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model(args.model)
     threshold = args.threshold if args.threshold is not None else getattr(model.contract, "threshold", 0.5)
     card: dict[str, Any] = {"model": str(args.model), "version": model.version, "threshold": threshold}
+    card["label_column"] = args.label_column
     card["collections"] = {}
     scores: list[pd.DataFrame] = []
     for path, split in [(p, "test") for p in args.labels] + [(p, "all") for p in args.unseen]:
         m = read_split(path, "test" if split == "test" else None)
+        m.rows["label"] = label_values(m.rows, args.label_column)
         p = predict_paths(model, list(m.rows["path"]), desc=path.name)
         hidden = None
         if model.spec.quality_map:
@@ -151,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     card.pop("scores").to_csv(args.out / "scores.csv.gz", index=False)  # p_useful per row, to recompute from
     (args.out / "scorecard.json").write_text(json.dumps(card, indent=1, sort_keys=True, default=float) + "\n")
-    title = f"Model `{card['model']}` ({card['version']}), threshold {card['threshold']:.3f}\n\n"
+    title = f"Model `{card['model']}` ({card['version']}), threshold {card['threshold']:.3f}"
+    title += f", labels `{card['label_column']}`\n\n"
     (args.out / "scorecard.md").write_text(title + table(card))
     log.info("wrote %s", args.out / "scorecard.md")
     return 0

@@ -28,6 +28,7 @@ from app.preprocess import PreprocessSpec
 from training.export.card import render_card
 from training.export.convert import set_metadata, to_onnx, verify_onnx
 from training.export.quantize import ImageReader, images_per_second, quantize
+from training.export.stack import fit_stack
 from training.manifest import find_labelers, read_manifests
 from training.options import setup_logging
 from training.options.export import parse
@@ -61,6 +62,13 @@ def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stag
     spec = PreprocessSpec.from_json(ckpt["spec"])
     model = model_from_checkpoint(ckpt)
     test, train = df[df["split"] == "test"], df[df["split"] == "train"]
+    stacked = None
+    if getattr(args, "stack_quality", False):
+        model, stacked = fit_stack(model, spec, df[df["split"] == "val"])
+        if getattr(args, "threshold", None) is None:  # the validation choice, made again for the stacked output
+            best = dict(ckpt.get("best") or {})
+            best["threshold_unstacked"], best["threshold"] = best.get("threshold"), stacked["val_best_threshold"]
+            ckpt["best"] = best
     fp32 = to_onnx(model, spec.size, stage / "fp32" / "1" / "model.onnx", args.opset, spec.channels)
     threshold = default_threshold(ckpt)
     contract = ModelContract(task=ckpt["args"]["task"], version="staging", preprocess=spec, threshold=threshold)
@@ -74,6 +82,7 @@ def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stag
         paths["int8"] = quantize(fp32, stage / "int8" / "1" / "model.onnx", reader, args.calibration)
         set_metadata(paths["int8"], contract.to_metadata())
     result: dict[str, Any] = {
+        **({"quality_stack": stacked} if stacked else {}),
         "parity_max_abs_diff": diff,
         "parity_images": min(args.parity_images, len(test) or len(train)),
     }
@@ -113,7 +122,21 @@ def default_threshold(ckpt: dict[str, Any]) -> float:
     return float((ckpt.get("best") or {}).get("threshold", 0.5))
 
 
-def architecture(ckpt: dict[str, Any]) -> str:
+def architecture(ckpt: dict[str, Any], result: dict[str, Any] | None = None) -> str:
+    text = network(ckpt)
+    if result and result.get("quality_stack"):
+        text += "; logit stacked with the JPEG header's log quality (a logistic fit on the validation photos)"
+    return text
+
+
+def network(ckpt: dict[str, Any]) -> str:
+    backbone = ckpt["args"].get("backbone", "resnet18")
+    if backbone != "resnet18":
+        quality = ", and the JPEG header's quality factor" if ckpt["args"].get("quality_map") else ""
+        return (
+            f"{backbone} (ImageNet, frozen) features and logit statistics{quality}, read by a trained head; "
+            f"2 outputs, labels {ckpt.get('data', {}).get('label_column', 'label')}"
+        )
     views = (
         "two views (resized whole image, native-resolution crop) through one trunk"
         if ckpt["args"].get("native_crop")
@@ -131,7 +154,8 @@ def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str
     """What the model says of its training (``/models``): no absolute path of the build machine."""
     side = ckpt.get("side_files", {})
     meta = {
-        "architecture": architecture(ckpt),
+        "architecture": architecture(ckpt, result),
+        **({"quality_stack": result["quality_stack"]} if result.get("quality_stack") else {}),
         "precision": shipped,
         "labelers": find_labelers(side, ckpt["data"].get("other_columns", [])),
         "distortions": ckpt["data"]["distortions"],

@@ -37,6 +37,11 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="the model's default decision threshold (default: the one chosen on validation)",
     )
+    p.add_argument(
+        "--stack-quality",
+        action="store_true",
+        help="stack the network's logit with the JPEG header's log quality, fitted on the validation photos",
+    )
     p.add_argument("--note", action="append", default=[], help="extra line for the card's Limits (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p

@@ -18,6 +18,8 @@ EPILOG = (
     "(each process takes its share), rank 0 writes the checkpoints, and a restarted group continues from the "
     "last one (docs/training.md)."
 )
+# training.train.backbone.BACKBONES, written out (that module imports torch)
+BACKBONES = ("resnet18", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 MANIFEST = "a labelling OUT_DIR (holding manifest.csv or manifest.parquet) or a manifest file"
 
 
@@ -27,8 +29,19 @@ def get_parser() -> argparse.ArgumentParser:
         "manifest", type=Path, nargs="*", help="OUT_DIR(s) of 'image-utility label' or manifest files (joined)"
     )
     p.add_argument("--output-dir", type=Path, default=Path("runs/train"), help="checkpoints, history, curves")
-    p.add_argument("--label-column", default="label", help="manifest column holding 1/0/empty utility labels")
+    p.add_argument(
+        "--label-column",
+        default="label",
+        help="manifest column holding 1/0/empty utility labels; A+B: the unanimity of columns A and B",
+    )
     p.add_argument("--task", choices=TASKS, default="classification", help="machine task the labels are for")
+    p.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default="resnet18",
+        help="resnet18 (trained from scratch), or a frozen ImageNet EfficientNet-Lite read by a trained head "
+        "(the teacher-backed variant; its input is normalised with mean = std = 0.5; give --size 224)",
+    )
     g = p.add_argument_group("preprocessing (written into the model contract)")
     g.add_argument("--size", type=int, default=128, help="network input side in pixels")
     g.add_argument("--resize", choices=RESIZE_MODES, default="shorter")

@@ -29,9 +29,11 @@ from training.options import setup_logging
 from training.options.train import get_parser, parse
 from training.provenance import git_commit
 from training.train import distributed
+from training.train.backbone import LITE_MEAN, LITE_STD
 from training.train.curves import plot_history
 from training.train.dataset import load_split, split_validation, summarize
 from training.train.epoch import epoch_generator, evaluate, format_metrics, seed_everything, train_one_epoch
+from training.train.head import run_head
 from training.train.model import build_model
 from training.train.targets import defined_targets
 
@@ -54,7 +56,10 @@ SPEC_FIELDS = ("size", "resize", "interpolation", "jpeg_draft", "native_crop", "
 
 
 def make_spec(args: argparse.Namespace) -> PreprocessSpec:
+    lite = getattr(args, "backbone", "resnet18") != "resnet18"
+    norm = {"mean": LITE_MEAN, "std": LITE_STD} if lite else {}
     return PreprocessSpec(
+        **norm,
         size=args.size,
         resize=args.resize,
         interpolation=args.interpolation,
@@ -109,18 +114,36 @@ def resolve_resume(args: argparse.Namespace, given: set[str]) -> dict[str, Any] 
     return ckpt
 
 
+def new_state(
+    args: argparse.Namespace, df: Any, spec: PreprocessSpec, aux_names: list[str], command: str
+) -> dict[str, Any]:
+    """What a run's checkpoints carry besides the weights (filled in epoch by epoch)."""
+    return {
+        "history": [],
+        "best": None,
+        "wall_s": 0.0,
+        "spec": spec.to_json(),
+        "data": summarize(df, args.label_column),
+        "side_files": side_files(args.manifest[0]),
+        "aux_targets": aux_names,
+        "commit": git_commit(),
+        "command": command,
+    }
+
+
 def checkpoint(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     epoch: int,
     args: argparse.Namespace,
     state: dict[str, Any],
 ) -> dict[str, Any]:
+    """The checkpoint file's content (a frozen-trunk head, retrained in seconds, keeps no optimizer)."""
     return {
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer else None,
+        "scheduler": scheduler.state_dict() if scheduler else None,
         "epoch": epoch,
         "args": {k: _plain(v) for k, v in vars(args).items()},
         "rng": torch.get_rng_state(),
@@ -156,6 +179,9 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
     aux_names = defined_targets(df) if aux else []
     if not aux_names:  # nothing teaches on the dropped rows
         df = df.loc[df["label"] >= 0].reset_index(drop=True)
+    if getattr(args, "backbone", "resnet18") != "resnet18":
+        state = new_state(args, df, spec, [], command)
+        return run_head(args, df, spec, state, lambda m, e, a, s: checkpoint(m, None, None, e, a, s))
     cache = args.cache_dir or args.output_dir.parent / "cache"
     names = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
     with distributed.leader_first():  # one process per machine decodes into the pixel cache, the others read it
@@ -169,17 +195,7 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
     model = model.to(device)
     optimizer = make_optimizer(model, args)
     scheduler = make_scheduler(optimizer, args)
-    state: dict[str, Any] = {
-        "history": [],
-        "best": None,
-        "wall_s": 0.0,
-        "spec": spec.to_json(),
-        "data": summarize(df, args.label_column),
-        "side_files": side_files(args.manifest[0]),
-        "aux_targets": aux_names,
-        "commit": git_commit(),
-        "command": command,
-    }
+    state = new_state(args, df, spec, aux_names, command)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])

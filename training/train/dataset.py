@@ -73,7 +73,8 @@ def split_validation(df: pd.DataFrame, fraction: float, seed: int) -> pd.DataFra
     return out
 
 
-def _to_uint8(path: str, spec: PreprocessSpec) -> np.ndarray:
+def pixels_of(path: str, spec: PreprocessSpec) -> np.ndarray:
+    """One image file through the service's decode and preprocessing: (C, S, S) uint8."""
     return to_pixels(decode_image(Path(path).read_bytes(), spec), spec)
 
 
@@ -94,7 +95,7 @@ def load_pixels(paths: list[str], spec: PreprocessSpec, cache_dir: Path | None, 
         return torch.load(file, weights_only=True, mmap=True)
     out = torch.empty((len(paths), spec.channels, spec.size, spec.size), dtype=torch.uint8)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = pool.map(lambda p: _to_uint8(p, spec), paths)
+        results = pool.map(lambda p: pixels_of(p, spec), paths)
         for i, arr in enumerate(tqdm(results, total=len(paths), desc="decode", mininterval=5)):
             out[i].numpy()[...] = arr  # one copy, straight from the (read-only) decoded pixels
     if file:

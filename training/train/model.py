@@ -25,6 +25,20 @@ FEATURES = 512
 QUALITY_FEATURES = 32
 
 
+def quality_mlp() -> nn.Sequential:
+    """(known, log q) -> 32-d embedding: the quality branch of every utility network."""
+    return nn.Sequential(
+        nn.Linear(2, QUALITY_FEATURES), nn.ReLU(), nn.Linear(QUALITY_FEATURES, QUALITY_FEATURES), nn.ReLU()
+    )
+
+
+def quality_inputs(plane: torch.Tensor) -> torch.Tensor:
+    """(N, 1, S, S) quality plane (log q / log 100, or -1 where unknown) -> (N, 2) (known, log q)."""
+    value = plane.mean((1, 2, 3))
+    known = (value > -0.5).to(plane.dtype)
+    return torch.stack([known, value.clamp(min=0.0) * known], 1)
+
+
 class PretrainedWeightsMissing(FileNotFoundError):
     """--pretrained was asked for but the torch hub cache lacks the ImageNet weights."""
 
@@ -38,13 +52,7 @@ class UtilityNet(ResNet):
             raise ValueError(f"views must be 1 or 2, got {views}")
         self.views = views
         width = FEATURES * views + (QUALITY_FEATURES if quality else 0)
-        self.quality = (
-            nn.Sequential(
-                nn.Linear(2, QUALITY_FEATURES), nn.ReLU(), nn.Linear(QUALITY_FEATURES, QUALITY_FEATURES), nn.ReLU()
-            )
-            if quality
-            else None
-        )
+        self.quality = quality_mlp() if quality else None
         self.fc = nn.Linear(width, 2)
         self.aux = nn.Linear(width, aux) if aux else None
 
@@ -54,10 +62,8 @@ class UtilityNet(ResNet):
         return torch.flatten(self.avgpool(x), 1)
 
     def quality_features(self, plane: torch.Tensor) -> torch.Tensor:
-        """(N, 1, S, S) quality plane (log q / log 100, or -1 where unknown) -> (N, 32)."""
-        value = plane.mean((1, 2, 3))
-        known = (value > -0.5).to(plane.dtype)
-        return self.quality(torch.stack([known, value.clamp(min=0.0) * known], 1))
+        """(N, 1, S, S) quality plane -> (N, 32)."""
+        return self.quality(quality_inputs(plane))
 
     def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(logits, auxiliary outputs or None)."""
@@ -103,9 +109,15 @@ def build_model(pretrained: bool = False, views: int = 1, aux: int = 0, quality:
     return model
 
 
-def model_from_checkpoint(ckpt: dict) -> UtilityNet:
+def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     """The network a checkpoint's arguments describe, with its weights (older checkpoints: 1 view, no aux)."""
     args = ckpt.get("args", {})
+    if args.get("backbone", "resnet18") != "resnet18":
+        from training.train.backbone import build_lite_model
+
+        lite = build_lite_model(args["backbone"], bool(args.get("quality_map")))
+        lite.load_state_dict(ckpt["model"])
+        return lite.eval()
     views = 2 if args.get("native_crop") else 1
     model = build_model(False, views, len(ckpt.get("aux_targets", [])), bool(args.get("quality_map")))
     model.load_state_dict(ckpt["model"])

@@ -19,7 +19,7 @@ from training.export import cli as export
 from training.export.convert import ParityError, to_onnx, verify_onnx
 from training.images import as_png
 from training.train import cli as train
-from training.train.model import build_model
+from training.train.model import build_model, model_from_checkpoint
 
 SIZE = 64
 
@@ -153,3 +153,27 @@ def test_a_model_reading_the_jpeg_quality_exports_int8_and_serves_jpeg_and_png(t
     assert x_jpeg[-1, 0, 0] > 0 and x_png[-1, 0, 0] == -1.0
     p = model.predict(np.stack([x_jpeg, x_png]))
     assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
+
+
+def test_stacking_with_the_header_quality_changes_jpeg_answers_only(tmp_path: Path) -> None:
+    labels = add_facts(make_manifest(tmp_path / "labels"))
+    out = tmp_path / "runs" / "stack"
+    argv = [str(labels), "--output-dir", str(out), "--epochs", "1", "--size", str(SIZE), "--batch-size", "8"]
+    argv += ["--quality-map", "--optimizer", "adamw", "--val-fraction", "0.75", "--max-steps", "2"]
+    assert train.main(argv) == 0
+    models = tmp_path / "models"
+    assert export.main([str(out), "--models-dir", str(models), "--name", "s", "--stack-quality"]) == 0
+    served = UtilityModel("s", models / "s", ["CPUExecutionProvider"])
+    fit = served.contract.training["quality_stack"]
+    assert fit["rows"] == 12 and "header's log quality" in served.contract.training["architecture"]
+    assert served.contract.threshold == pytest.approx(fit["val_best_threshold"])
+    net = model_from_checkpoint(torch.load(out / "best.pt", weights_only=False))
+    jpeg = sorted((labels / "images").glob("*.jpg"))[0].read_bytes()
+    x = np.stack([preprocess_bytes(jpeg, served.spec), preprocess_bytes(as_png(jpeg), served.spec)])
+    with torch.no_grad():
+        logits = net(torch.from_numpy(x))
+    z = (logits[:, 1] - logits[:, 0]).numpy()
+    logq = float(x[0, -1, 0, 0])
+    expected_jpeg = 1 / (1 + np.exp(-(fit["a"] * z[0] + fit["b"] * logq + fit["c"])))
+    expected_png = 1 / (1 + np.exp(-z[1]))  # no header: the network's own answer
+    np.testing.assert_allclose(served.predict(x), [expected_jpeg, expected_png], atol=1e-4)
