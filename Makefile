@@ -5,7 +5,7 @@ STAMP_SERVE := $(VENV)/.serve-installed
 STAMP_DEV := $(VENV)/.dev-installed
 STAMP_BENCH := $(VENV)/.bench-installed
 
-.PHONY: run train-env test lint bench clean labels predictor
+.PHONY: run train-env test lint bench clean labels predictor predictor-lite0
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=...)"; exit 1; }
@@ -79,3 +79,15 @@ predictor: $(STAMP_DEV)
 	  --threshold 0.5
 	$(BIN)/python -m training.evaluate.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
 	  --model $(MODELS_OUT)/utility-classification --out $(RUNS)/predictor/scorecard
+
+# The teacher-backed variant beside it (docs/training.md, "The teacher-backed variant"): EfficientNet-Lite0,
+# frozen, read by a trained head; trained on Lite0 + Lite1's labels only, so that it is measured on
+# Lite2's, a network it never saw (the scorecard's first table), as well as on the combined labels.
+LITE0 := --backbone efficientnet-lite0 --size 224 --quality-map --label-column efficientnet-lite0.u+efficientnet-lite1.u \
+  --epochs 30 --optimizer adamw --lr 1e-3 --weight-decay 0.05 --select-metric auroc
+predictor-lite0: $(STAMP_DEV)
+	$(BIN)/image-utility train $(TRAIN_SETS) --output-dir $(RUNS)/lite0 $(LITE0)
+	$(BIN)/image-utility export $(RUNS)/lite0 --name utility-classification-lite0 --models-dir $(MODELS_OUT)
+	$(BIN)/python -m training.evaluate.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
+	  --model $(MODELS_OUT)/utility-classification-lite0 --label-column efficientnet-lite2.u --label-column label \
+	  --out $(RUNS)/lite0/scorecard

@@ -41,8 +41,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="default: the model's own (else 0.5)")
     p.add_argument(
         "--label-column",
-        default="label",
-        help="the labels scored against: the combined one, one labeller's (efficientnet-lite2.u), or A+B (unanimity)",
+        action="append",
+        default=None,
+        help="the labels scored against (repeatable, one table each; default: label, the combined one): one "
+        "labeller's (efficientnet-lite2.u) or A+B (unanimity); the predictions are made once",
     )
     return p
 
@@ -127,26 +129,28 @@ def table(card: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model(args.model)
     threshold = args.threshold if args.threshold is not None else getattr(model.contract, "threshold", 0.5)
+    columns = args.label_column or ["label"]
     card: dict[str, Any] = {"model": str(args.model), "version": model.version, "threshold": threshold}
-    card["label_column"] = args.label_column
-    card["collections"] = {}
+    card["label_column"], card["by_label"] = columns[0], {c: {} for c in columns}
     scores: list[pd.DataFrame] = []
     for path, split in [(p, "test") for p in args.labels] + [(p, "all") for p in args.unseen]:
         m = read_split(path, "test" if split == "test" else None)
-        m.rows["label"] = label_values(m.rows, args.label_column)
         p = predict_paths(model, list(m.rows["path"]), desc=path.name)
         hidden = None
         if model.spec.quality_map:
             hidden = predict_paths(model, list(m.rows["path"]), desc=f"{path.name} as PNG", hide_quality=True)
         name = path.name if path.is_dir() else f"{path.parent.name} ({path.stem})"
-        if name in card["collections"]:  # the same photos labelled apart (e.g. other/NAME): a row of its own
+        if name in card["by_label"][columns[0]]:  # the same photos labelled apart (e.g. other/NAME): a row of its own
             name = f"{name} ({path.parent.name})"
-        card["collections"][name] = {"split": split, **score(m.rows, p, threshold, hidden)}
+        for column in columns:
+            rows = m.rows.assign(label=label_values(m.rows, column))
+            card["by_label"][column][name] = {"split": split, **score(rows, p, threshold, hidden)}
         frame = pd.DataFrame({"collection": name, "image": m.rows["image"], "p_useful": p})
         if hidden is not None:
             frame["p_useful_as_png"] = hidden
         scores.append(frame)
-        log.info("%s (%s): %s", name, split, card["collections"][name]["at_threshold"])
+        log.info("%s (%s): %s", name, split, card["by_label"][columns[0]][name]["at_threshold"])
+    card["collections"] = card["by_label"][columns[0]]
     card["scores"] = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame()
     return card
 
@@ -158,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     card.pop("scores").to_csv(args.out / "scores.csv.gz", index=False)  # p_useful per row, to recompute from
     (args.out / "scorecard.json").write_text(json.dumps(card, indent=1, sort_keys=True, default=float) + "\n")
-    title = f"Model `{card['model']}` ({card['version']}), threshold {card['threshold']:.3f}"
-    title += f", labels `{card['label_column']}`\n\n"
-    (args.out / "scorecard.md").write_text(title + table(card))
+    title = f"Model `{card['model']}` ({card['version']}), threshold {card['threshold']:.3f}\n\n"
+    tables = [f"Labels `{c}`:\n\n" + table({"collections": cols}) for c, cols in card["by_label"].items()]
+    (args.out / "scorecard.md").write_text(title + "\n".join(tables))
     log.info("wrote %s", args.out / "scorecard.md")
     return 0
 

@@ -28,7 +28,7 @@ from app.preprocess import PreprocessSpec
 from training.export.card import render_card
 from training.export.convert import set_metadata, to_onnx, verify_onnx
 from training.export.quantize import ImageReader, images_per_second, quantize
-from training.export.stack import fit_stack
+from training.export.stack import STACKED, append_stack, fit_stack
 from training.manifest import find_labelers, read_manifests
 from training.options import setup_logging
 from training.options.export import parse
@@ -62,13 +62,6 @@ def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stag
     spec = PreprocessSpec.from_json(ckpt["spec"])
     model = model_from_checkpoint(ckpt)
     test, train = df[df["split"] == "test"], df[df["split"] == "train"]
-    stacked = None
-    if getattr(args, "stack_quality", False):
-        model, stacked = fit_stack(model, spec, df[df["split"] == "val"])
-        if getattr(args, "threshold", None) is None:  # the validation choice, made again for the stacked output
-            best = dict(ckpt.get("best") or {})
-            best["threshold_unstacked"], best["threshold"] = best.get("threshold"), stacked["val_best_threshold"]
-            ckpt["best"] = best
     fp32 = to_onnx(model, spec.size, stage / "fp32" / "1" / "model.onnx", args.opset, spec.channels)
     threshold = default_threshold(ckpt)
     contract = ModelContract(task=ckpt["args"]["task"], version="staging", preprocess=spec, threshold=threshold)
@@ -81,6 +74,8 @@ def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stag
         reader = ImageReader(pick(train, args.calib_images, 1), spec)
         paths["int8"] = quantize(fp32, stage / "int8" / "1" / "model.onnx", reader, args.calibration)
         set_metadata(paths["int8"], contract.to_metadata())
+    stacked = stack(args, ckpt, df, paths)
+    threshold = default_threshold(ckpt)
     result: dict[str, Any] = {
         **({"quality_stack": stacked} if stacked else {}),
         "parity_max_abs_diff": diff,
@@ -106,6 +101,20 @@ def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stag
     return result
 
 
+def stack(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, paths: dict[str, Path]) -> dict[str, Any] | None:
+    """``--stack-quality``: fit on the fp32 model's validation answers, append the stack to every variant."""
+    if not getattr(args, "stack_quality", False):
+        return None
+    fit = fit_stack(paths["fp32"].parent.parent, df[df["split"] == "val"])
+    for path in paths.values():
+        append_stack(path, fit["a"], fit["b"], fit["c"])
+    if getattr(args, "threshold", None) is None:  # the validation choice, made again for the stacked output
+        best = dict(ckpt.get("best") or {})
+        best["threshold_unstacked"], best["threshold"] = best.get("threshold"), fit["val_best_threshold"]
+        ckpt["best"] = best
+    return fit
+
+
 def choose(args: argparse.Namespace, result: dict[str, Any]) -> str:
     if args.ship != "auto" or "int8" not in result:
         return args.ship if args.ship != "auto" else "fp32"
@@ -125,7 +134,7 @@ def default_threshold(ckpt: dict[str, Any]) -> float:
 def architecture(ckpt: dict[str, Any], result: dict[str, Any] | None = None) -> str:
     text = network(ckpt)
     if result and result.get("quality_stack"):
-        text += "; logit stacked with the JPEG header's log quality (a logistic fit on the validation photos)"
+        text += f"; {STACKED}"
     return text
 
 

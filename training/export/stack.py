@@ -1,59 +1,42 @@
-"""``export --stack-quality``: the network's logit stacked with the file's own JPEG quality factor.
+"""Stacking a model's logit with the file's own JPEG quality factor (``export --stack-quality``).
 
-A network that reads the quality plane can still rank JPEG files worse than that plane alone (its
-image features add noise across compression levels). Stacking makes the prior explicit: for a file
-with a JPEG header, the exported model's logit is ``a * z + b * log(q) / log(100) + c``, where ``z``
-is the network's own logit (useful minus non-useful) and (a, b, c) a class-balanced logistic
-regression fitted on the validation photos (never the test split); without a header the network's
-logit is kept as it is. Like temperature scaling it is fitted after training and baked into the ONNX.
+A network that reads the quality plane can still rank JPEG files worse than that plane alone: its
+image features add noise across compression levels. Stacking makes the prior explicit. For a file
+with a JPEG header the model's logit becomes ``a * z + b * log(q) / log(100) + c``, where ``z`` is the
+network's own logit (useful minus non-useful) and (a, b, c) a class-balanced logistic regression
+fitted on the validation photos (never the test split); without a header ``z`` is kept as it is.
+Like temperature scaling it is fitted after training, on the exported model's own answers, and it
+is appended to the ONNX graph, so the service runs it with no code of its own.
+
+An existing model folder is stacked into a new version beside its own (Triton-style)::
+
+    python -m training.export.stack models/utility-classification LABELS/imagenet-sample ... \
+        --models-dir /tmp/models --version 20261202-stack
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pandas as pd
 import torch
-from torch import nn
+from onnx import TensorProto, helper
 
-from app.preprocess import PreprocessSpec
+from app.contract import ModelContract, latest_version_dir
 from training.metrics import auroc, best_threshold
-from training.predict import read_batch
-from training.train.model import quality_inputs
+from training.options import setup_logging
+from training.predict import load_model, read_batch
 
 log = logging.getLogger(__name__)
 L2 = 1e-3  # keeps (a, b, c) finite when validation separates perfectly
-
-
-class QualityStack(nn.Module):
-    """``model``'s logits, restacked with the quality plane (the input's last channel) where it is known."""
-
-    def __init__(self, model: nn.Module, a: float, b: float, c: float) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("weights", torch.tensor([a, b, c], dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
-        z = logits[:, 1] - logits[:, 0]
-        known, logq = quality_inputs(x[:, -1:]).unbind(1)
-        a, b, c = self.weights.unbind()
-        z = known * (a * z + b * logq + c) + (1 - known) * z
-        return torch.stack([-z / 2, z / 2], 1)  # softmax -> sigmoid(z): p_useful
-
-
-def stack_inputs(model: nn.Module, paths: list[str], spec: PreprocessSpec, batch: int = 64) -> np.ndarray:
-    """(N, 3): the network's logit z, whether the quality is known, log q / log 100 (0 where unknown)."""
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(paths), batch):
-            x = torch.from_numpy(read_batch(paths[i : i + batch], spec))
-            logits = model(x)
-            out.append(torch.cat([(logits[:, 1] - logits[:, 0])[:, None], quality_inputs(x[:, -1:])], 1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+EPS = 1e-6
 
 
 def fit_weights(z: np.ndarray, logq: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -66,7 +49,7 @@ def fit_weights(z: np.ndarray, logq: np.ndarray, y: np.ndarray) -> tuple[float, 
     def closure() -> torch.Tensor:
         opt.zero_grad()
         s = w[0] * zt + w[1] * qt + w[2]
-        loss = (weight * nn.functional.binary_cross_entropy_with_logits(s, yt, reduction="none")).mean()
+        loss = (weight * torch.nn.functional.binary_cross_entropy_with_logits(s, yt, reduction="none")).mean()
         loss = loss + L2 * (w[:2] ** 2).sum()
         loss.backward()
         return loss
@@ -76,17 +59,30 @@ def fit_weights(z: np.ndarray, logq: np.ndarray, y: np.ndarray) -> tuple[float, 
     return a, b, c
 
 
-def fit_stack(model: nn.Module, spec: PreprocessSpec, val: pd.DataFrame) -> tuple[QualityStack, dict[str, Any]]:
-    """The stacked model and what the fit measured on the validation rows with a JPEG header."""
-    if not spec.quality_map:
-        raise ValueError("--stack-quality needs a model that reads the quality plane (train --quality-map)")
-    inputs = stack_inputs(model, val["path"].tolist(), spec)
+def stack_inputs(folder: Path, paths: list[str], batch: int = 64) -> np.ndarray:
+    """(N, 2) from a model folder's own answers: its logit z, and log q / log 100 (-1: no header)."""
+    model = load_model(folder)
+    out = []
+    for i in range(0, len(paths), batch):
+        x = read_batch(paths[i : i + batch], model.spec)
+        p = np.clip(model.predict(x).astype(np.float64), EPS, 1 - EPS)
+        out.append(np.stack([np.log(p / (1 - p)), x[:, -1].mean((1, 2))], 1))
+    return np.concatenate(out) if out else np.zeros((0, 2))
+
+
+def fit_stack(folder: Path, val: pd.DataFrame) -> dict[str, Any]:
+    """(a, b, c) and what the fit measured, on the labelled validation rows that have a JPEG header."""
+    model = load_model(folder)
+    if not model.spec.quality_map:
+        raise ValueError(f"{folder}: --stack-quality needs a model that reads the quality plane (train --quality-map)")
+    inputs = stack_inputs(folder, val["path"].tolist())
     y = val["label"].to_numpy()
-    rows = (y >= 0) & (inputs[:, 1] > 0.5)
+    rows = (y >= 0) & (inputs[:, 1] > -0.5)
     if rows.sum() < 10 or len(set(y[rows])) < 2:
         raise ValueError(f"--stack-quality: {int(rows.sum())} labelled validation rows with a JPEG header, need 10+")
-    z, logq, y = inputs[rows, 0], inputs[rows, 2], y[rows].astype(int)
+    z, logq, y = inputs[rows, 0], inputs[rows, 1], y[rows].astype(int)
     a, b, c = fit_weights(z, logq, y)
+    s = a * z + b * logq + c
     fit = {
         "a": a,
         "b": b,
@@ -94,8 +90,146 @@ def fit_stack(model: nn.Module, spec: PreprocessSpec, val: pd.DataFrame) -> tupl
         "rows": int(rows.sum()),
         "val_auroc_network": auroc(y, z),
         "val_auroc_quality_alone": auroc(y, logq),
-        "val_auroc_stacked": auroc(y, a * z + b * logq),
-        "val_best_threshold": best_threshold(y, 1 / (1 + np.exp(-(a * z + b * logq + c)))),
+        "val_auroc_stacked": auroc(y, s),
+        "val_best_threshold": best_threshold(y, 1 / (1 + np.exp(-s))),
     }
     log.info("quality stack on %d validation rows: %s", fit["rows"], fit)
-    return QualityStack(model, a, b, c).eval(), fit
+    return fit
+
+
+def _const(name: str, value: float | list[int]) -> onnx.NodeProto:
+    kind = TensorProto.INT64 if isinstance(value, list) else TensorProto.FLOAT
+    dims = [len(value)] if isinstance(value, list) else []
+    tensor = helper.make_tensor(name, kind, dims, value if isinstance(value, list) else [value])
+    return helper.make_node("Constant", [], [name], value=tensor)
+
+
+def reduce_mean(opset: int, x: str, out: str) -> onnx.NodeProto:
+    """Mean over (C, H, W) of a (N, 1, H, W) plane: axes an attribute up to opset 17, an input from 18."""
+    if opset < 18:
+        return helper.make_node("ReduceMean", [x], [out], axes=[1, 2, 3], keepdims=0)
+    return helper.make_node("ReduceMean", [x, "stack/axes123"], [out], keepdims=0)
+
+
+def append_stack(path: Path, a: float, b: float, c: float) -> None:
+    """Rewrite the ONNX file so its (N, 2) logits output is the stacked one (the same name and shape)."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    x, out = graph.input[0].name, graph.output[0].name
+    channels = graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    raw = "stack/raw_logits"
+    for node in graph.node:  # the network now writes raw_logits; the stack writes the output
+        node.output[:] = [raw if o == out else o for o in node.output]
+    n = lambda op, ins, outs, **kw: helper.make_node(op, ins, outs, **kw)  # noqa: E731
+    graph.node.extend(
+        [
+            _const("stack/start", [channels - 1]),
+            _const("stack/end", [channels]),
+            _const("stack/axis1", [1]),
+            _const("stack/axes123", [1, 2, 3]),
+            _const("stack/i0", [0]),
+            _const("stack/i1", [1]),
+            _const("stack/unknown", -0.5),
+            _const("stack/a", a),
+            _const("stack/b", b),
+            _const("stack/c", c),
+            _const("stack/half", 0.5),
+            _const("stack/minus_half", -0.5),
+            # the quality plane's mean, as training.train.model.quality_inputs reads it
+            n("Slice", [x, "stack/start", "stack/end", "stack/axis1"], ["stack/plane"]),
+            reduce_mean(opset, "stack/plane", "stack/value"),
+            n("Greater", ["stack/value", "stack/unknown"], ["stack/known_bool"]),
+            n("Cast", ["stack/known_bool"], ["stack/known"], to=TensorProto.FLOAT),
+            n("Relu", ["stack/value"], ["stack/value_pos"]),
+            n("Mul", ["stack/value_pos", "stack/known"], ["stack/logq"]),
+            n("Gather", [raw, "stack/i1"], ["stack/l1"], axis=1),
+            n("Gather", [raw, "stack/i0"], ["stack/l0"], axis=1),
+            n("Sub", ["stack/l1", "stack/l0"], ["stack/z2"]),
+            n("Squeeze", ["stack/z2", "stack/axis1"], ["stack/z"]),
+            n("Mul", ["stack/a", "stack/z"], ["stack/az"]),
+            n("Mul", ["stack/b", "stack/logq"], ["stack/bq"]),
+            n("Add", ["stack/az", "stack/bq"], ["stack/azbq"]),
+            n("Add", ["stack/azbq", "stack/c"], ["stack/s"]),
+            n("Sub", ["stack/s", "stack/z"], ["stack/delta"]),
+            n("Mul", ["stack/known", "stack/delta"], ["stack/kdelta"]),
+            n("Add", ["stack/z", "stack/kdelta"], ["stack/zs"]),
+            n("Unsqueeze", ["stack/zs", "stack/axis1"], ["stack/col"]),
+            n("Mul", ["stack/col", "stack/minus_half"], ["stack/neg"]),
+            n("Mul", ["stack/col", "stack/half"], ["stack/pos"]),
+            n("Concat", ["stack/neg", "stack/pos"], [out], axis=1),
+        ]
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def stack_folder(source: Path, manifests: list[Path], models_dir: Path, name: str, version: str) -> Path:
+    """Stack an existing model folder into ``models_dir/name`` as a new version, card and metadata updated."""
+    from training.export.cli import publish
+    from training.manifest import read_manifests
+    from training.train.dataset import split_validation
+
+    model = load_model(source)
+    training = model.contract.training
+    args = training.get("training_args", {})
+    df = read_manifests(manifests, training.get("dataset", {}).get("label_column", "label"))
+    df = split_validation(df, args.get("val_fraction", 0.1), args.get("seed", 0))
+    fit = fit_stack(source, df[df["split"] == "val"])
+    stage = models_dir / f".{name}.stacking"
+    shutil.rmtree(stage, ignore_errors=True)
+    (stage / "1").mkdir(parents=True)
+    target = stage / "1" / "model.onnx"
+    shutil.copyfile(model.path, target)
+    append_stack(target, fit["a"], fit["b"], fit["c"])
+    training = {**training, "quality_stack": fit, "stacked_from": model.version}
+    training["architecture"] = f"{training.get('architecture', '')}; {STACKED}"
+    contract = ModelContract(
+        task=model.task, version=version, preprocess=model.spec, training=training, threshold=fit["val_best_threshold"]
+    )
+    from training.export.convert import set_metadata
+
+    set_metadata(target, contract.to_metadata())
+    for extra in ("config.pbtxt", "README.md"):
+        if (source / extra).is_file():
+            shutil.copyfile(source / extra, stage / extra)
+    card = stage / "README.md"
+    card.write_text(card.read_text() + card_section(fit, model.version) if card.is_file() else card_section(fit, ""))
+    try:
+        return publish(stage, models_dir / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+STACKED = "logit stacked with the JPEG header's log quality (a logistic fit on the validation photos)"
+
+
+def card_section(fit: dict[str, Any], parent: str) -> str:
+    return (
+        f"\n## Quality stack\n\nThis version is version `{parent}`'s network with its {STACKED}: "
+        f"logit = {fit['a']:.4f} z + {fit['b']:.4f} log(q)/log(100) + {fit['c']:.4f} for files with a JPEG "
+        f"header, z unchanged otherwise; default threshold {fit['val_best_threshold']:.3f}. On the "
+        f"{fit['rows']} validation rows with a header, AUROC: network {fit['val_auroc_network']:.3f}, quality "
+        f"alone {fit['val_auroc_quality_alone']:.3f}, stacked {fit['val_auroc_stacked']:.3f}.\n\n"
+        f"```\n{json.dumps(fit, indent=1)}\n```\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.export.stack", description=__doc__.splitlines()[0])
+    p.add_argument("model", type=Path, help="model folder (models/<name>) whose network reads the quality plane")
+    p.add_argument("manifests", type=Path, nargs="+", help="the labelling OUT_DIRs it was trained on")
+    p.add_argument("--models-dir", type=Path, required=True, help="where the stacked model folder goes")
+    p.add_argument("--name", default=None, help="model folder name (default: the source's)")
+    p.add_argument("--version", required=True)
+    args = p.parse_args(argv)
+    setup_logging()
+    if not (args.model / "config.pbtxt").is_file() and not latest_version_dir(args.model).is_dir():
+        p.error(f"MODEL {args.model}: not a model folder")
+    target = stack_folder(args.model, args.manifests, args.models_dir, args.name or args.model.name, args.version)
+    log.info("wrote %s", target)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

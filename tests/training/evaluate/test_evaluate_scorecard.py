@@ -72,3 +72,22 @@ def test_a_model_reading_the_jpeg_header_is_scored_again_without_it(tmp_path: Pa
     assert hidden["at_threshold"] == card["collections"]["seen"]["at_threshold"]  # this model ignores the plane
     assert "sent as PNG" in (out / "scorecard.md").read_text()
     assert "p_useful_as_png" in pd.read_csv(out / "scores.csv.gz").columns
+
+
+def test_one_pass_is_scored_against_several_label_columns(tmp_path: Path) -> None:
+    model = make_tiny_model(tmp_path / "models")
+    seen = make_labels(tmp_path / "seen", "test")
+    df = pd.read_csv(seen / "manifest.csv")
+    df["net-a.u"], df["net-b.u"] = df["label"], 1 - df["label"]  # b disagrees with a on every row
+    df.to_csv(seen / "manifest.csv", index=False)
+    out = tmp_path / "card"
+    argv = [str(seen), "--model", str(model), "--out", str(out), "--label-column", "net-a.u"]
+    assert scorecard.main([*argv, "--label-column", "net-b.u", "--label-column", "net-a.u+net-b.u"]) == 0
+    card = json.loads((out / "scorecard.json").read_text())
+    assert card["label_column"] == "net-a.u" and set(card["by_label"]) == {"net-a.u", "net-b.u", "net-a.u+net-b.u"}
+    a, b = card["by_label"]["net-a.u"]["seen"], card["by_label"]["net-b.u"]["seen"]
+    assert a["at_threshold"]["confusion"] == [[2, 0], [1, 9]]
+    assert b["at_threshold"]["confusion"] == [[1, 9], [2, 0]]  # the same answers against the flipped labels
+    assert card["by_label"]["net-a.u+net-b.u"]["seen"]["at_threshold"]["n"] == 0  # no row where they agree
+    text = (out / "scorecard.md").read_text()
+    assert text.count("| collection |") == 3 and "Labels `net-b.u`" in text

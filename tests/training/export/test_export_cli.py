@@ -16,6 +16,7 @@ from app.contract import ModelContract, latest_version_dir
 from app.engine import UtilityModel
 from app.preprocess import PreprocessSpec, preprocess_bytes
 from training.export import cli as export
+from training.export import stack
 from training.export.convert import ParityError, to_onnx, verify_onnx
 from training.images import as_png
 from training.train import cli as train
@@ -176,4 +177,14 @@ def test_stacking_with_the_header_quality_changes_jpeg_answers_only(tmp_path: Pa
     logq = float(x[0, -1, 0, 0])
     expected_jpeg = 1 / (1 + np.exp(-(fit["a"] * z[0] + fit["b"] * logq + fit["c"])))
     expected_png = 1 / (1 + np.exp(-z[1]))  # no header: the network's own answer
-    np.testing.assert_allclose(served.predict(x), [expected_jpeg, expected_png], atol=1e-4)
+    np.testing.assert_allclose(served.predict(x), [expected_jpeg, expected_png], atol=1e-3)
+
+    # an existing model folder, stacked into a new version beside it: the same stack, from the same answers
+    plain = tmp_path / "plain"
+    assert export.main([str(out), "--models-dir", str(plain), "--name", "s"]) == 0
+    assert stack.main([str(plain / "s"), str(labels), "--models-dir", str(plain), "--version", "v-stacked"]) == 0
+    assert sorted(p.name for p in (plain / "s").iterdir() if p.is_dir()) == ["1", "2"]
+    again = UtilityModel("s", plain / "s", ["CPUExecutionProvider"])
+    assert again.version == "v-stacked" and again.contract.training["quality_stack"]["a"] == pytest.approx(fit["a"])
+    assert "## Quality stack" in (plain / "s" / "README.md").read_text()
+    np.testing.assert_allclose(again.predict(x), served.predict(x), atol=1e-5)
