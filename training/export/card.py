@@ -93,7 +93,7 @@ def _training_section(ckpt: dict[str, Any]) -> list[str]:
     lines = [
         "## Training",
         "",
-        f"- ResNet-18 ({start}), cross-entropy, SGD lr {a['lr']} momentum {a['momentum']} weight decay "
+        f"- {_network(a, start)}, cross-entropy, {_optimizer(a)} weight decay "
         f"{a['weight_decay']}, {a['schedule']} schedule, {a['epochs']} epochs, batch {a['batch_size']}, "
         f"class balancing `{a['balance']}`, seed {a['seed']}, input {a['size']} px"
         + (", bfloat16 autocast" if a.get("bf16") else ""),
@@ -112,13 +112,24 @@ def _training_section(ckpt: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _network(a: dict[str, Any], start: str) -> str:
+    backbone = a.get("backbone", "resnet18")
+    return f"ResNet-18 ({start})" if backbone == "resnet18" else f"a head on the frozen ImageNet {backbone}"
+
+
+def _optimizer(a: dict[str, Any]) -> str:
+    if a.get("optimizer", "sgd") == "adamw":
+        return f"AdamW lr {a['lr']}"
+    return f"SGD lr {a['lr']} momentum {a['momentum']}"
+
+
 def render_card(info: dict[str, Any]) -> str:
     ckpt, spec, training = info["ckpt"], info["spec"], info["training"]
     lines = [
         f"# {info['name']}",
         "",
         f"Predicts whether an image is still *useful* for machine {info['task']} (after Khan et al., *Towards an Image "
-        "Utility Assessment Framework for Machine Perception*): a ResNet-18 with two logits "
+        f"Utility Assessment Framework for Machine Perception*): {training['architecture']}; logits "
         "`[non-useful, useful]`.",
         "",
         f"- Version `{info['version']}`, file `1/model.onnx` ({info['shipped']}), input `input` float32 "
