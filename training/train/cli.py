@@ -32,7 +32,14 @@ from training.train import distributed
 from training.train.backbone import LITE_MEAN, LITE_STD
 from training.train.curves import plot_history
 from training.train.dataset import load_split, split_validation, summarize
-from training.train.epoch import epoch_generator, evaluate, format_metrics, seed_everything, train_one_epoch
+from training.train.epoch import (
+    best_record,
+    epoch_generator,
+    evaluate,
+    format_metrics,
+    seed_everything,
+    train_one_epoch,
+)
 from training.train.head import run_head
 from training.train.model import build_model
 from training.train.targets import defined_targets
@@ -240,14 +247,9 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         state["wall_s"] += row["seconds"]
         state["history"].append(row)
         if better:
-            state["best"] = {
-                "epoch": epoch,
-                "metric": args.select_metric,
-                "value": pick[args.select_metric],
-                "on": "val" if "val" in row else "test",
-                "threshold": pick.get("best_threshold", 0.5),
-                "test": row.get("test"),
-            }
+            state["best"] = best_record(
+                epoch, args.select_metric, pick, "val" if "val" in row else "test", row.get("test")
+            )
         log.info(
             "epoch %d: train loss %.4f, %.0f s (%.1f img/s)%s",
             epoch,

@@ -269,6 +269,18 @@ def evaluate(
     return out
 
 
+def best_record(epoch: int, metric: str, pick: dict[str, Any], on: str, test: dict | None) -> dict[str, Any]:
+    """What a checkpoint keeps of its best epoch: the choice, its threshold, its test metrics."""
+    return {
+        "epoch": epoch,
+        "metric": metric,
+        "value": pick[metric],
+        "on": on,
+        "threshold": pick.get("best_threshold", 0.5),
+        "test": test,
+    }
+
+
 def format_metrics(m: dict[str, Any]) -> str:
     """One log line of :func:`evaluate`'s metrics."""
     (tn, fp), (fn, tp) = m["confusion"]

@@ -30,7 +30,7 @@ from training.files import save_atomic, write_json
 from training.metrics import best_threshold, binary_metrics, within_level_auroc
 from training.train.backbone import LiteUtilityNet
 from training.train.dataset import normalize, pixels_of
-from training.train.epoch import epoch_generator, epoch_order, hide_draws
+from training.train.epoch import best_record, epoch_generator, epoch_order, hide_draws
 from training.train.model import quality_inputs
 
 log = logging.getLogger(__name__)
@@ -168,14 +168,7 @@ def fit(
         row["seconds"] = time.perf_counter() - t0
         state["history"].append(row)
         if better:
-            state["best"] = {
-                "epoch": epoch,
-                "metric": args.select_metric,
-                "value": pick[args.select_metric],
-                "on": chooser,
-                "threshold": pick["best_threshold"],
-                "test": row.get("test"),
-            }
+            state["best"] = best_record(epoch, args.select_metric, pick, chooser, row.get("test"))
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
             save("best.pt", epoch)
         log.info(
