@@ -40,7 +40,7 @@ from training.train.epoch import (
     seed_everything,
     train_one_epoch,
 )
-from training.train.head import run_head
+from training.train.head import run_head, test_head
 from training.train.model import build_model
 from training.train.targets import defined_targets
 
@@ -187,6 +187,8 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
     if not aux_names:  # nothing teaches on the dropped rows
         df = df.loc[df["label"] >= 0].reset_index(drop=True)
     if getattr(args, "backbone", "resnet18") != "resnet18":
+        if args.test_only:  # the checkpoint's head, not a new one
+            return {"test": test_head(ckpt, df, spec, args)}
         state = new_state(args, df, spec, [], command)
         return run_head(args, df, spec, state, lambda m, e, a, s: checkpoint(m, None, None, e, a, s))
     cache = args.cache_dir or args.output_dir.parent / "cache"

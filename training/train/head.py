@@ -184,6 +184,15 @@ def fit(
     return state
 
 
+def test_head(ckpt: dict[str, Any], df: pd.DataFrame, spec: PreprocessSpec, args: Any) -> dict[str, Any]:
+    """``--test-only``: the checkpoint's model measured on the test split's embeddings."""
+    from training.train.model import model_from_checkpoint
+
+    model = model_from_checkpoint(ckpt)
+    cache = args.cache_dir or args.output_dir.parent / "cache"
+    return measure(model, load_embedded(model, df, "test", spec, args, cache))
+
+
 def run_head(
     args: argparse.Namespace, df: pd.DataFrame, spec: PreprocessSpec, state: dict[str, Any], checkpoint: Any
 ) -> dict[str, Any]:

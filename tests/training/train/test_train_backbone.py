@@ -74,6 +74,11 @@ def test_train_export_and_serve_with_a_held_out_labeller(
         assert train.main([*argv[:2], str(tmp_path / "runs" / "again"), *argv[3:]]) == 0
     assert not [r for r in caplog.records if "embedding" in r.getMessage()]
 
+    # --test-only measures the checkpoint's own head and trains nothing
+    before = (run / "best.pt").stat().st_mtime_ns
+    assert train.main(["--output-dir", str(run), "--resume", str(run / "best.pt"), "--test-only"]) == 0
+    assert (run / "best.pt").stat().st_mtime_ns == before
+
     models = tmp_path / "models"
     assert export.main([str(run), "--models-dir", str(models), "--name", "lite"]) == 0
     served = UtilityModel("lite", models / "lite", ["CPUExecutionProvider"])
