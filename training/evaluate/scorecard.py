@@ -53,7 +53,18 @@ def useful_rate(rows: pd.DataFrame, p: np.ndarray, mask: np.ndarray, threshold: 
     return {"n": int(mask.sum()), "useful": float((p[mask] >= threshold).mean()) if mask.any() else NAN}
 
 
-def score(rows: pd.DataFrame, p: np.ndarray, threshold: float, hidden: np.ndarray | None = None) -> dict[str, Any]:
+def header_quality(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's JPEG quality factor from its file's quantisation table (NaN without a JPEG header)."""
+    return np.array([jpeg_quality(Path(f).read_bytes()) or np.nan for f in rows["path"]], dtype=np.float64)
+
+
+def score(
+    rows: pd.DataFrame,
+    p: np.ndarray,
+    threshold: float,
+    hidden: np.ndarray | None = None,
+    quality: np.ndarray | None = None,
+) -> dict[str, Any]:
     label = pd.to_numeric(rows["label"], errors="coerce").to_numpy()
     lab = np.isfinite(label)
     y = label[lab].astype(int)
@@ -72,7 +83,7 @@ def score(rows: pd.DataFrame, p: np.ndarray, threshold: float, hidden: np.ndarra
         "pristine": useful_rate(rows, p, dist == "pristine", threshold),
         "quality_90": useful_rate(rows, p, (dist == "jpeg-hq") & (rows["level"].to_numpy() == 2), threshold),
     }
-    quality = np.array([jpeg_quality(Path(f).read_bytes()) or np.nan for f in rows["path"]], dtype=np.float64)
+    quality = header_quality(rows) if quality is None else quality
     readable = jpeg & np.isfinite(quality)
     out["jpeg_quality_baseline"] = {
         "n": int(readable.sum()),
@@ -142,9 +153,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         name = path.name if path.is_dir() else f"{path.parent.name} ({path.stem})"
         if name in card["by_label"][columns[0]]:  # the same photos labelled apart (e.g. other/NAME): a row of its own
             name = f"{name} ({path.parent.name})"
+        quality = header_quality(m.rows)  # read once, scored against every label column
         for column in columns:
             rows = m.rows.assign(label=label_values(m.rows, column))
-            card["by_label"][column][name] = {"split": split, **score(rows, p, threshold, hidden)}
+            card["by_label"][column][name] = {"split": split, **score(rows, p, threshold, hidden, quality)}
         frame = pd.DataFrame({"collection": name, "image": m.rows["image"], "p_useful": p})
         if hidden is not None:
             frame["p_useful_as_png"] = hidden

@@ -32,7 +32,7 @@ from training.export.stack import STACKED, append_stack, fit_stack
 from training.manifest import find_labelers, read_manifests
 from training.options import setup_logging
 from training.options.export import parse
-from training.predict import evaluate_folder, read_batch
+from training.predict import evaluate_folder, load_model, read_batch
 from training.provenance import portable_paths
 from training.train.dataset import split_validation
 from training.train.model import model_from_checkpoint
@@ -105,7 +105,7 @@ def stack(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, paths: dict[s
     """``--stack-quality``: fit on the fp32 model's validation answers, append the stack to every variant."""
     if not getattr(args, "stack_quality", False):
         return None
-    fit = fit_stack(paths["fp32"].parent.parent, df[df["split"] == "val"])
+    fit = fit_stack(load_model(paths["fp32"].parent.parent), df[df["split"] == "val"])
     for path in paths.values():
         append_stack(path, fit["a"], fit["b"], fit["c"])
     if getattr(args, "threshold", None) is None:  # the validation choice, made again for the stacked output

@@ -30,6 +30,8 @@ import torch
 from onnx import TensorProto, helper
 
 from app.contract import ModelContract, latest_version_dir
+from app.engine import UtilityModel
+from training.export.convert import set_metadata
 from training.metrics import auroc, best_threshold
 from training.options import setup_logging
 from training.predict import load_model, read_batch
@@ -59,9 +61,8 @@ def fit_weights(z: np.ndarray, logq: np.ndarray, y: np.ndarray) -> tuple[float, 
     return a, b, c
 
 
-def stack_inputs(folder: Path, paths: list[str], batch: int = 64) -> np.ndarray:
-    """(N, 2) from a model folder's own answers: its logit z, and log q / log 100 (-1: no header)."""
-    model = load_model(folder)
+def stack_inputs(model: UtilityModel, paths: list[str], batch: int = 64) -> np.ndarray:
+    """(N, 2) from a model's own answers: its logit z, and log q / log 100 (-1: no header)."""
     out = []
     for i in range(0, len(paths), batch):
         x = read_batch(paths[i : i + batch], model.spec)
@@ -70,12 +71,11 @@ def stack_inputs(folder: Path, paths: list[str], batch: int = 64) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 2))
 
 
-def fit_stack(folder: Path, val: pd.DataFrame) -> dict[str, Any]:
+def fit_stack(model: UtilityModel, val: pd.DataFrame) -> dict[str, Any]:
     """(a, b, c) and what the fit measured, on the labelled validation rows that have a JPEG header."""
-    model = load_model(folder)
     if not model.spec.quality_map:
-        raise ValueError(f"{folder}: --stack-quality needs a model that reads the quality plane (train --quality-map)")
-    inputs = stack_inputs(folder, val["path"].tolist())
+        raise ValueError(f"{model.folder}: --stack-quality needs a model reading the quality plane (--quality-map)")
+    inputs = stack_inputs(model, val["path"].tolist())
     y = val["label"].to_numpy()
     rows = (y >= 0) & (inputs[:, 1] > -0.5)
     if rows.sum() < 10 or len(set(y[rows])) < 2:
@@ -175,7 +175,7 @@ def stack_folder(source: Path, manifests: list[Path], models_dir: Path, name: st
     args = training.get("training_args", {})
     df = read_manifests(manifests, training.get("dataset", {}).get("label_column", "label"))
     df = split_validation(df, args.get("val_fraction", 0.1), args.get("seed", 0))
-    fit = fit_stack(source, df[df["split"] == "val"])
+    fit = fit_stack(model, df[df["split"] == "val"])
     stage = models_dir / f".{name}.stacking"
     shutil.rmtree(stage, ignore_errors=True)
     (stage / "1").mkdir(parents=True)
@@ -187,8 +187,6 @@ def stack_folder(source: Path, manifests: list[Path], models_dir: Path, name: st
     contract = ModelContract(
         task=model.task, version=version, preprocess=model.spec, training=training, threshold=fit["val_best_threshold"]
     )
-    from training.export.convert import set_metadata
-
     set_metadata(target, contract.to_metadata())
     for extra in ("config.pbtxt", "README.md"):
         if (source / extra).is_file():

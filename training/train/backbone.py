@@ -6,7 +6,7 @@ it from an ImageNet network directly: the frozen Lite trunk's pooled features an
 its logits on the distorted image (energy, top-1 log-probability, entropy, top-1 - top-2 margin),
 beside the JPEG quality plane's embedding. Only the head is trained. Because its trunk is one of the
 labellers, it is trained on the labels of that network and others and measured on a labeller it
-never saw (``train --labellers``, ``scorecard --label-column``).
+never saw (``train --label-column A+B``, ``scorecard --label-column``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from training.labelers.classifiers import LITE_WHEELS
 from training.labelers.weights import load_state, wheel_file
 from training.train.model import QUALITY_FEATURES, quality_inputs, quality_mlp
 
-BACKBONES = ("resnet18", *LITE_WHEELS)
 LITE_FEATURES = 1280
 STATS = 4  # energy, top-1 log-probability, entropy, margin
 HIDDEN = 64

@@ -134,12 +134,18 @@ def train_epoch(
 
 
 def load_embedded(
-    model: LiteUtilityNet, df: pd.DataFrame, split: str, spec: PreprocessSpec, args: Any, cache: Path
-) -> dict[str, Any]:
-    part = df.loc[(df["split"] == split) & (df["label"] >= 0)].reset_index(drop=True)
+    model: LiteUtilityNet, df: pd.DataFrame, splits: tuple[str, ...], spec: PreprocessSpec, args: Any, cache: Path
+) -> dict[str, dict[str, Any]]:
+    """The labelled rows of each split in ``splits`` with their embeddings (one pass over the cache)."""
+    part = df.loc[df["split"].isin(splits) & (df["label"] >= 0)].reset_index(drop=True)
     emb, codes = embed_rows(model, part["path"].tolist(), spec, cache, args.backbone, args.workers)
-    labels = torch.tensor(part["label"].to_numpy(), dtype=torch.long)
-    return {"embedding": emb, "quality": quality_of(codes), "labels": labels, "frame": part}
+    quality, labels = quality_of(codes), torch.tensor(part["label"].to_numpy(), dtype=torch.long)
+    out = {}
+    for split in splits:
+        rows = torch.from_numpy((part["split"] == split).to_numpy())
+        frame = part.loc[rows.numpy()].reset_index(drop=True)
+        out[split] = {"embedding": emb[rows], "quality": quality[rows], "labels": labels[rows], "frame": frame}
+    return out
 
 
 def fit(
@@ -190,7 +196,7 @@ def test_head(ckpt: dict[str, Any], df: pd.DataFrame, spec: PreprocessSpec, args
 
     model = model_from_checkpoint(ckpt)
     cache = args.cache_dir or args.output_dir.parent / "cache"
-    return measure(model, load_embedded(model, df, "test", spec, args, cache))
+    return measure(model, load_embedded(model, df, ("test",), spec, args, cache)["test"])
 
 
 def run_head(
@@ -201,8 +207,8 @@ def run_head(
 
     model = build_lite_model(args.backbone, spec.quality_map)
     cache = args.cache_dir or args.output_dir.parent / "cache"
-    names = [s for s in ("train", "val", "test") if ((df["split"] == s) & (df["label"] >= 0)).any()]
-    splits = {s: load_embedded(model, df, s, spec, args, cache) for s in names}
+    names = tuple(s for s in ("train", "val", "test") if ((df["split"] == s) & (df["label"] >= 0)).any())
+    splits = load_embedded(model, df, names, spec, args, cache)
     args.output_dir.mkdir(parents=True, exist_ok=True)
 
     def save(name: str, epoch: int) -> None:
