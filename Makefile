@@ -5,7 +5,7 @@ STAMP_SERVE := $(VENV)/.serve-installed
 STAMP_DEV := $(VENV)/.dev-installed
 STAMP_BENCH := $(VENV)/.bench-installed
 
-.PHONY: run train-env test lint bench clean labels predictor predictor-lite0
+.PHONY: run train-env test lint bench clean labels predictor predictor-lite0 predictor-distill
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=...)"; exit 1; }
@@ -91,3 +91,16 @@ predictor-lite0: $(STAMP_DEV)
 	$(BIN)/python -m training.evaluate.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
 	  --model $(MODELS_OUT)/utility-classification-lite0 --label-column efficientnet-lite2.u --label-column label \
 	  --out $(RUNS)/lite0/scorecard
+
+# Distillation of the teacher-backed variant into the ResNet-18 (docs/training.md, "Distillation"):
+# fresh views of the three training collections' train splits (never imagenet-val), the bundled
+# variant as teacher. Long: it checkpoints every 100 steps; run it again to continue (--resume auto).
+DISTILL_STEPS ?= 6000
+predictor-distill: $(STAMP_DEV)
+	$(BIN)/image-utility distill $(DATA)/imagenet-sample $(DATA)/imagen $(DATA)/pixabay/imagenet-class \
+	  --teacher models/utility-classification-lite0 --output-dir $(RUNS)/distill --steps $(DISTILL_STEPS) \
+	  --eval-every 100 --resume auto
+	$(BIN)/image-utility export $(RUNS)/distill --manifest $(LABELS)/imagenet-val --name utility-classification \
+	  --int8 --models-dir $(MODELS_OUT)
+	$(BIN)/python -m training.evaluate.scorecard $(TRAIN_SETS) --unseen $(LABELS)/imagenet-val \
+	  --model $(MODELS_OUT)/utility-classification --out $(RUNS)/distill/scorecard

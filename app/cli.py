@@ -17,11 +17,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("app.score", "score image files and folders offline (no HTTP)"),
     "label": ("training.label.cli", "label distorted images with pretrained networks (needs [train])"),
     "train": ("training.train.cli", "train the ResNet-18 utility predictor (needs [train])"),
+    "distill": (
+        "training.distill.cli",
+        "teach the ResNet-18 the teacher-backed variant on fresh views (needs [train])",
+    ),
     "export": ("training.export.cli", "export a checkpoint to an ONNX model folder (needs [train])"),
     "evaluate": ("training.evaluate.cli", "re-measure the paper's experiments into a report (needs [eval])"),
 }
 # Commands whose module imports torch: their options are parsed and checked first, by a module that does not.
-CHECKS = {name: f"training.options.{name}" for name in ("train", "export", "evaluate")}
+CHECKS = {name: f"training.options.{name}" for name in ("train", "distill", "export", "evaluate")}
 DEBUG_FLAG = "--debug"
 
 

@@ -90,13 +90,24 @@ def _training_section(ckpt: dict[str, Any]) -> list[str]:
     start = "ImageNet-pretrained" if a["pretrained"] else "from scratch"
     if a.get("init"):
         start = f"initialised from the utility checkpoint `{a['init']}`"
-    lines = [
-        "## Training",
-        "",
+    recipe = (
         f"- {_network(a, start)}, cross-entropy, {_optimizer(a)} weight decay "
         f"{a['weight_decay']}, {a['schedule']} schedule, {a['epochs']} epochs, batch {a['batch_size']}, "
         f"class balancing `{a['balance']}`, seed {a['seed']}, input {a['size']} px"
-        + (", bfloat16 autocast" if a.get("bf16") else ""),
+    )
+    if a.get("stage") == "distill":
+        start = "from scratch, distilled"
+        recipe = (
+            f"- {_network(a, start)} from the teacher `{a['teacher']}` on fresh views (function matching: "
+            f"utility-logit BCE at temperature {a['temperature']}, ImageNet KL weight {a['imagenet_weight']}), "
+            f"{_optimizer(a)} weight decay {a['weight_decay']}, warm-up {a['warmup']} + cosine over "
+            f"{a['epochs']} steps (the 'epoch' columns count steps), batch {a['batch_size']}, seed {a['seed']}, "
+            f"input {a['size']} px"
+        )
+    lines = [
+        "## Training",
+        "",
+        recipe + (", bfloat16 autocast" if a.get("bf16") else ""),
         f"- Best epoch {best['epoch']} by {best['on']} {best['metric']} ({best['value']:.4f}); "
         f"training wall time {ckpt['wall_s'] / 60:.1f} min on {a['threads']} CPU threads; commit `{ckpt['commit']}`",
         "",

@@ -18,6 +18,16 @@ def manifest_given(option: str, path: Path | None, what: str) -> None:
         raise UsageError(f"{option} {str(path)!r} holds no manifest.csv or manifest.parquet; expected {what}")
 
 
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Without it torch emulates
+    bf16 autocast, measured ~15x *slower* than fp32 for ResNet-18 training on an AVX2-only EPYC."""
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def setup_logging(verbose: bool = False) -> None:
     """The log format of every training command (``-v``: debug messages too)."""
     logging.basicConfig(

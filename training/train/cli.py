@@ -25,7 +25,7 @@ import torch
 from app.preprocess import PreprocessSpec
 from training.files import remove_stale_temporaries, save_atomic, write_json
 from training.manifest import read_manifests, side_files
-from training.options import setup_logging
+from training.options import native_bf16, setup_logging
 from training.options.train import get_parser, parse
 from training.provenance import git_commit
 from training.train import distributed
@@ -174,6 +174,8 @@ def is_better(metrics: dict[str, Any], best: dict[str, Any] | None, key: str) ->
 def run(args: argparse.Namespace, given: set[str] | None = None, command: str = "") -> dict[str, Any]:
     """Train (or evaluate with --test-only); returns the final state written to summary.json."""
     torch.set_num_threads(args.threads)
+    if getattr(args, "bf16", False) and not native_bf16():
+        log.warning("--bf16 on a CPU without native bfloat16: torch emulates it, far slower than fp32")
     world, device = distributed.world(), distributed.device_for(getattr(args, "device", "cpu"))
     ckpt = resolve_resume(args, given or set())
     if not args.manifest:

@@ -1,0 +1,323 @@
+"""``image-utility distill``: the teacher-backed variant's answers into the ResNet-18, on fresh views.
+
+Writes into ``--output-dir``: ``checkpoint.pt`` (student, optimizer, step, history; every
+``--eval-every`` steps, atomically), ``best.pt`` (the best validation AUROC against the teacher's
+decisions, in the format ``image-utility export`` reads: the auxiliary ImageNet head dropped),
+``val.pt`` (the validation views and the teacher's answers, built once), ``history.json`` and
+``curve.png``. ``--resume auto`` continues a run; views are seeded by (seed, step), so a resumed run
+draws new ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.distill.loop import (
+    ValSet,
+    build_student,
+    build_valset,
+    format_val,
+    lr_at,
+    student_spec,
+    train_step,
+    validate,
+)
+from training.distill.teacher import VariantTeacher, check_parity
+from training.distill.views import KINDS, RANGES, ViewStream, as_inputs
+from training.files import remove_stale_temporaries, save_atomic, write_json
+from training.label.cli import list_sources
+from training.label.rows import assign_splits
+from training.options import setup_logging
+from training.options.distill import get_parser, parse
+from training.provenance import git_commit
+from training.train.dataset import normalize
+
+log = logging.getLogger("training.distill")
+RUNTIME = ("resume", "threads", "workers", "max_steps", "verbose", "output_dir", "bf16")
+
+
+def explicit_flags(argv: list[str]) -> set[str]:
+    parser = get_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def resolve_resume(args: argparse.Namespace, given: set[str]) -> dict[str, Any] | None:
+    """The checkpoint to continue; its arguments win except runtime flags and flags given explicitly."""
+    if args.resume is None:
+        return None
+    path = args.output_dir / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
+    if not path.is_file():
+        if args.resume == "auto":
+            return None
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    for key, saved in ckpt["distill_args"].items():
+        if key in RUNTIME or key in given:
+            continue
+        setattr(
+            args, key, [Path(p) for p in saved] if key == "photos" else (Path(saved) if key == "teacher" else saved)
+        )
+    log.info("resuming %s after step %d of %d", path, ckpt["epoch"], args.steps)
+    return ckpt
+
+
+def photo_splits(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """(train, val) photos: each folder's label-stage train split, ``--val-photos`` of them held out."""
+    train = []
+    for folder in args.photos:
+        sources = list_sources(folder, None)
+        split = assign_splits(sources, args.split_seed, args.test_fraction)
+        train += [folder / s for s in sources if split[s] == "train"]
+    order = np.random.default_rng(args.seed).permutation(len(train))
+    val = [train[i] for i in order[: args.val_photos]]
+    held = set(val)
+    return [p for p in train if p not in held], val
+
+
+def load_valset(args: argparse.Namespace, photos: list[Path], teacher: VariantTeacher) -> ValSet:
+    path = args.output_dir / "val.pt"
+    if path.is_file():
+        return ValSet.load(path)
+    val = build_valset(photos, teacher, student_spec(args.size), args.seed)
+    save_atomic(path, val.save)
+    return val
+
+
+def export_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The training arguments ``image-utility export`` and the model card read, in ``train``'s names."""
+    return {
+        "stage": "distill",
+        "task": "classification",
+        "manifest": [],
+        "label_column": "label",
+        "val_fraction": 0.0,
+        "seed": args.seed,
+        "backbone": "resnet18",
+        "pretrained": False,
+        "native_crop": True,
+        "quality_map": True,
+        "size": args.size,
+        "optimizer": "adamw",
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "schedule": "cosine",
+        "epochs": args.steps,
+        "batch_size": args.batch_size,
+        "balance": "none",
+        "bf16": args.bf16,
+        "threads": args.threads,
+        "teacher": str(args.teacher),
+        "temperature": args.temperature,
+        "imagenet_weight": args.imagenet_weight,
+        "warmup": args.warmup,
+    }
+
+
+def data_summary(
+    args: argparse.Namespace, photos: tuple[int, int], val: ValSet, counts: dict[str, int]
+) -> dict[str, Any]:
+    """What the model card says of the data: views seen (with the teacher's decisions), photos per split."""
+    y = val.utility.numpy() > val.threshold_logit
+    levels = {name: [f"{low}-{high}"] for name, (low, high) in RANGES.items()}
+    return {
+        "label_column": f"teacher {args.teacher.name}",
+        "splits": {
+            "train": {
+                "total": counts["views"],
+                "useful": counts["useful"],
+                "non_useful": counts["views"] - counts["useful"],
+                "unlabelled": 0,
+            },
+            "val": {"total": len(y), "useful": int(y.sum()), "non_useful": int((~y).sum()), "unlabelled": 0},
+        },
+        "sources": {"train": photos[0], "val": photos[1]},
+        "distortions": {**levels, "pristine": ["-"], "mix": ["blur/noise/downscale then JPEG 10-95"]},
+        "view_kinds": dict(KINDS),
+        "other_columns": [],
+        "collections": [p.name for p in args.photos],
+    }
+
+
+def export_checkpoint(student: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
+    """``best.pt``: the utility network alone (no ImageNet head), as ``train`` writes it."""
+    weights = {k: v for k, v in student.state_dict().items() if not k.startswith("aux.")}
+    return {"model": weights, "optimizer": None, "scheduler": None, "aux_targets": [], "side_files": {}, **state}
+
+
+def plot(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss, and the student against the teacher on validation, per checkpoint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(steps, [h["train"]["loss"] for h in history], label="train loss")
+    for key, label in (
+        ("auroc", "AUROC vs teacher"),
+        ("r", "r (utility logit)"),
+        ("r_within_level", "r within JPEG 4-6"),
+    ):
+        b.plot(steps, [h["val"][key] for h in history], label=label)
+    a.set(xlabel="step", title="distillation loss")
+    b.set(xlabel="step", title="validation: student vs teacher")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+
+
+def views(args: argparse.Namespace, photos: list[Path], specs: tuple, start: int) -> torch.utils.data.DataLoader:
+    stream = ViewStream(photos, specs, args.seed, start)
+    return torch.utils.data.DataLoader(
+        stream, batch_size=args.batch_size, num_workers=args.workers, prefetch_factor=4 if args.workers else None
+    )
+
+
+def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    ckpt = resolve_resume(args, given)
+    torch.manual_seed(args.seed)
+    train_photos, val_photos = photo_splits(args)
+    if not train_photos:
+        raise SystemExit("image-utility distill: no training photos in PHOTOS")
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    if removed := remove_stale_temporaries(args.output_dir):
+        log.info("removed %d temporary files left by an interrupted run", removed)
+    teacher = VariantTeacher(args.teacher, bf16=args.bf16)
+    specs = (student_spec(args.size), teacher.spec)
+    probe = [as_inputs(p.read_bytes(), (teacher.spec,))[0] for p in val_photos[:8]]
+    if probe:
+        check_parity(teacher, normalize(torch.from_numpy(np.stack(probe)), teacher.spec).numpy())
+    val = load_valset(args, val_photos, teacher)
+    log.info("%d training photos, %d validation views of %d photos", len(train_photos), len(val.level), len(val_photos))
+    student = build_student().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    state: dict[str, Any] = {"history": [], "best": None, "wall_s": 0.0, "commit": git_commit(), "command": command}
+    counts = {"views": 0, "useful": 0}
+    step = 0
+    if ckpt is not None:
+        student.load_state_dict(ckpt["model_full"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state.update({k: ckpt[k] for k in ("history", "best", "wall_s", "commit") if k in ckpt})
+        state["command"] = "\n".join(filter(None, [ckpt.get("command"), command]))
+        counts, step = ckpt["counts"], ckpt["epoch"]
+    student.train()
+    end = args.steps if args.max_steps is None else min(args.steps, step + args.max_steps)
+    totals: dict[str, float] = {}
+    since, t0 = 0, time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=end - step, desc="distill", unit="step")
+    for batch in views(args, train_photos, specs, step):
+        if step >= end:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args)
+        parts = train_step(student, teacher, optimizer, batch, specs, args)
+        for k, v in parts.items():
+            if k != "useful":
+                totals[k] = totals.get(k, 0.0) + v
+        counts["views"] += len(batch[0])
+        counts["useful"] += int(parts.pop("useful"))
+        step, since = step + 1, since + 1
+        bar.update()
+        bar.set_postfix(loss=f"{parts['loss']:.3f}")
+        if step % args.eval_every == 0 or step == end:
+            train = {k: v / since for k, v in totals.items()}
+            seconds = time.perf_counter() - t0
+            train["views_per_s"] = totals["views_per_step"] / seconds
+            state["wall_s"] += seconds
+            save(
+                student, optimizer, step, args, state, counts, train, val, seconds, (len(train_photos), len(val_photos))
+            )
+            totals, since, t0 = {}, 0, time.perf_counter()
+    bar.close()
+    summary = {k: state[k] for k in ("best", "wall_s", "commit")}
+    write_json(args.output_dir / "summary.json", summary)
+    return summary
+
+
+def save(
+    student: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    args: argparse.Namespace,
+    state: dict[str, Any],
+    counts: dict[str, int],
+    train: dict[str, float],
+    val: ValSet,
+    seconds: float,
+    photos: tuple[int, int],
+) -> None:
+    """Validate; write best.pt when better, then history, curve and checkpoint.pt (last, so a kill
+    before it replays these steps and best.pt never runs ahead of the checkpoint a resume takes)."""
+    metrics = validate(student, val, student_spec(args.size), args.bf16)
+    log.info(
+        "step %d/%d: loss %.4f, %.1f views/s | val %s",
+        step,
+        args.steps,
+        train["loss"],
+        train["views_per_s"],
+        format_val(metrics),
+    )
+    row = {"epoch": step, "lr": lr_at(step - 1, args), "train": train, "val": metrics, "seconds": seconds}
+    state["history"].append(row)
+    better = state["best"] is None or metrics["auroc"] > state["best"]["value"]
+    if better:
+        state["best"] = {
+            "epoch": step,
+            "metric": "auroc",
+            "value": metrics["auroc"],
+            "on": "val (the teacher's decisions)",
+            "threshold": metrics["best_threshold"],
+            "test": None,
+        }
+    state["data"] = data_summary(args, photos, val, counts)
+    state["spec"] = student_spec(args.size).to_json()
+    common = {**state, "epoch": step, "args": export_args(args), "rng": torch.get_rng_state()}
+    if better:
+        save_atomic(args.output_dir / "best.pt", partial(torch.save, export_checkpoint(student, common)))
+    write_json(args.output_dir / "history.json", state["history"])
+    plot(state["history"], args.output_dir / "curve.png")
+    full = {
+        **common,
+        "model_full": student.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "counts": counts,
+        "distill_args": {k: _plain(v) for k, v in vars(args).items()},
+    }
+    save_atomic(args.output_dir / "checkpoint.pt", partial(torch.save, full))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    setup_logging(args.verbose)
+    summary = run(args, explicit_flags(argv), "image-utility distill " + shlex.join(argv))
+    sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+    return 0
