@@ -78,3 +78,16 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def plain_args(args: object) -> dict[str, Any]:
+    """An argparse namespace as plain values (paths as strings), for a checkpoint or JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    return {k: plain(v) for k, v in vars(args).items()}

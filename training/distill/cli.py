@@ -35,7 +35,7 @@ from training.distill.loop import (
 )
 from training.distill.teacher import VariantTeacher, check_parity
 from training.distill.views import KINDS, RANGES, ViewStream, as_inputs
-from training.files import remove_stale_temporaries, save_atomic, write_json
+from training.files import plain_args, remove_stale_temporaries, save_atomic, write_json
 from training.label.cli import list_sources
 from training.label.rows import assign_splits
 from training.options import setup_logging
@@ -301,17 +301,9 @@ def save(
         "model_full": student.state_dict(),
         "optimizer": optimizer.state_dict(),
         "counts": counts,
-        "distill_args": {k: _plain(v) for k, v in vars(args).items()},
+        "distill_args": plain_args(args),
     }
     save_atomic(args.output_dir / "checkpoint.pt", partial(torch.save, full))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

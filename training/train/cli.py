@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from app.preprocess import PreprocessSpec
-from training.files import remove_stale_temporaries, save_atomic, write_json
+from training.files import plain_args, remove_stale_temporaries, save_atomic, write_json
 from training.manifest import read_manifests, side_files
 from training.options import native_bf16, setup_logging
 from training.options.train import get_parser, parse
@@ -152,18 +152,10 @@ def checkpoint(
         "optimizer": optimizer.state_dict() if optimizer else None,
         "scheduler": scheduler.state_dict() if scheduler else None,
         "epoch": epoch,
-        "args": {k: _plain(v) for k, v in vars(args).items()},
+        "args": plain_args(args),
         "rng": torch.get_rng_state(),
         **state,
     }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def is_better(metrics: dict[str, Any], best: dict[str, Any] | None, key: str) -> bool:
