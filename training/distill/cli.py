@@ -51,7 +51,7 @@ def explicit_flags(argv: list[str]) -> set[str]:
     parser = get_parser()
     for action in parser._actions:
         action.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(argv)))
+    return {k for k, v in vars(parser.parse_args(argv)).items() if str(v) != argparse.SUPPRESS}
 
 
 def resolve_resume(args: argparse.Namespace, given: set[str]) -> dict[str, Any] | None:

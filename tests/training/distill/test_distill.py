@@ -119,8 +119,10 @@ def test_a_run_resumes_and_writes_a_checkpoint_export_reads(photos: Path, tmp_pa
     assert cli.main([*common, "--steps", "3", "--max-steps", "2", "--warmup", "1"]) == 0
     assert len(json.loads((run / "history.json").read_text())) == 2
     assert cli.main([*common, "--steps", "3", "--resume", "auto"]) == 0
+    # the photos, the teacher and the recipe come back from the checkpoint; --steps extends the run
+    assert cli.main(["--output-dir", str(run), "--resume", "auto", "--steps", "4", "--workers", "0"]) == 0
     history = json.loads((run / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert {"auroc", "r", "r_within_level", "pristine_useful"} <= set(history[-1]["val"])
     best = torch.load(run / "best.pt", weights_only=False)
     assert not any(k.startswith("aux.") for k in best["model"]) and best["aux_targets"] == []
