@@ -38,20 +38,14 @@ from training.distill.views import KINDS, RANGES, ViewStream, as_inputs
 from training.files import plain_args, remove_stale_temporaries, save_atomic, write_json
 from training.label.cli import list_sources
 from training.label.rows import assign_splits
-from training.options import setup_logging
+from training.options import explicit_flags, setup_logging
 from training.options.distill import get_parser, parse
 from training.provenance import git_commit
+from training.train.curves import save_figure
 from training.train.dataset import normalize
 
 log = logging.getLogger("training.distill")
 RUNTIME = ("resume", "threads", "workers", "max_steps", "verbose", "output_dir", "bf16")
-
-
-def explicit_flags(argv: list[str]) -> set[str]:
-    parser = get_parser()
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    return {k for k, v in vars(parser.parse_args(argv)).items() if str(v) != argparse.SUPPRESS}
 
 
 def resolve_resume(args: argparse.Namespace, given: set[str]) -> dict[str, Any] | None:
@@ -175,12 +169,7 @@ def plot(history: list[dict[str, Any]], path: Path) -> None:
         b.plot(steps, [h["val"][key] for h in history], label=label)
     a.set(xlabel="step", title="distillation loss")
     b.set(xlabel="step", title="validation: student vs teacher")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def views(args: argparse.Namespace, photos: list[Path], specs: tuple, start: int) -> torch.utils.data.DataLoader:
@@ -310,6 +299,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     setup_logging(args.verbose)
-    summary = run(args, explicit_flags(argv), "image-utility distill " + shlex.join(argv))
+    summary = run(args, explicit_flags(get_parser(), argv), "image-utility distill " + shlex.join(argv))
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

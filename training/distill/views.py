@@ -83,7 +83,7 @@ def mixup(a: Image.Image, b: Image.Image, rng: np.random.Generator) -> Image.Ima
 
 
 def _lossless(encoded: bytes) -> Image.Image:
-    """The pixels of a PNG the label stage would store, without the PNG round trip (it is lossless)."""
+    """The pixels of the PNG the label stage's encoder wrote (lossless: exactly the distorted pixels)."""
     img = Image.open(io.BytesIO(encoded))
     img.load()
     return img.convert("RGB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -16,6 +17,14 @@ def manifest_given(option: str, path: Path | None, what: str) -> None:
     existing(option, path, what)
     if path is not None and path.is_dir() and not any((path / n).is_file() for n in MANIFEST_FILES):
         raise UsageError(f"{option} {str(path)!r} holds no manifest.csv or manifest.parquet; expected {what}")
+
+
+def explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The options actually given on the command line (``parser``'s defaults suppressed): on a resume,
+    these override the checkpoint's saved arguments."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return {k for k, v in vars(parser.parse_args(argv)).items() if str(v) != argparse.SUPPRESS}
 
 
 def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:

@@ -25,7 +25,7 @@ import torch
 from app.preprocess import PreprocessSpec
 from training.files import plain_args, remove_stale_temporaries, save_atomic, write_json
 from training.manifest import read_manifests, side_files
-from training.options import native_bf16, setup_logging
+from training.options import explicit_flags, native_bf16, setup_logging
 from training.options.train import get_parser, parse
 from training.provenance import git_commit
 from training.train import distributed
@@ -88,14 +88,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, args: argparse.Namespace) -
     if args.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-
-
-def explicit_flags(argv: list[str] | None) -> set[str]:
-    """The options actually given on the command line (their defaults suppressed)."""
-    parser = get_parser()
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    return {k for k, v in vars(parser.parse_args(argv)).items() if str(v) != argparse.SUPPRESS}
 
 
 def resolve_resume(args: argparse.Namespace, given: set[str]) -> dict[str, Any] | None:
@@ -278,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     world = distributed.init(distributed.device_for(args.device))  # a world of 1 without torchrun
     try:
-        result = run(args, explicit_flags(argv), "image-utility train " + shlex.join(argv))
+        result = run(args, explicit_flags(get_parser(), argv), "image-utility train " + shlex.join(argv))
     finally:
         distributed.close()
     if args.test_only and world.main:
