@@ -51,7 +51,8 @@ clean:
 # The predictor's labels (docs/training.md, "Reproduce"): every classification collection in
 # ../shared/data, JPEG at the 9 levels + near-pristine qualities + the pristine photo, Lite0/1/2;
 # and blur, noise and downscale at levels 2,4,6,8 of the ImageNet sample (other/, the same photos
-# and splits: one collection with the JPEG rows). Two shards per run at one thread each (faster
+# and splits: one collection with the JPEG rows), and its JPEG levels re-saved at q75-95
+# (reencode/: the header then hides the damage). Two shards per run at one thread each (faster
 # than one process at two threads). Resumable: run it again after a kill.
 LABELS ?= /work/state/labels
 DATA ?= ../shared/data
@@ -63,16 +64,20 @@ labels: $(STAMP_DEV)
 	for c in $(CLS_COLLECTIONS); do \
 	  label2 $(DATA)/$$c --distortions jpeg,jpeg-hq,pristine --out $(LABELS)/$$(echo $$c | tr / -); \
 	done; \
-	label2 $(DATA)/imagenet-sample --distortions blur,noise,downscale --levels 2,4,6,8 --out $(LABELS)/other/imagenet-sample
+	label2 $(DATA)/imagenet-sample --distortions blur,noise,downscale --levels 2,4,6,8 --out $(LABELS)/other/imagenet-sample; \
+	label2 $(DATA)/imagenet-sample --distortions jpeg-reencode --levels 3,5,6,7,8,9 --out $(LABELS)/reencode/imagenet-sample
 
 # The bundled classification predictor (docs/training.md, "Reproduce"): trained on three collections,
 # imagenet-val kept out entirely for the cross-collection figure. Every step resumes after a kill.
 RUNS ?= /work/state/runs
 MODELS_OUT ?= /work/state/models
-TRAIN_SETS := $(LABELS)/imagenet-sample $(LABELS)/other/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
+TRAIN_SETS := $(LABELS)/imagenet-sample $(LABELS)/other/imagenet-sample $(LABELS)/reencode/imagenet-sample \
+  $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
+# bf16 autocast only where the CPU has it natively: emulated (AVX2 only) it is 15-25x slower than fp32
+BF16 ?= $(shell grep -qsE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo --bf16)
 predictor: $(STAMP_DEV)
 	$(BIN)/image-utility train $(TRAIN_SETS) --output-dir $(RUNS)/predictor --native-crop --quality-map --size 128 \
-	  --optimizer adamw --lr 1e-3 --weight-decay 0.05 --epochs 7 --epoch-size 10000 --batch-size 32 --bf16 \
+	  --optimizer adamw --lr 1e-3 --weight-decay 0.05 --epochs 7 --epoch-size 10000 --batch-size 32 $(BF16) \
 	  --no-test-each-epoch \
 	  --select-metric auroc --resume auto
 	$(BIN)/image-utility export $(RUNS)/predictor --name utility-classification --int8 --models-dir $(MODELS_OUT) \

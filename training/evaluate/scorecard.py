@@ -95,9 +95,10 @@ def score(
         **binary_metrics(label[nine].astype(int), p[nine], threshold),
         "jpeg_quality_auroc": auroc(label[nine & readable].astype(int), quality[nine & readable]),
     }
-    for name in sorted(set(dist) - {"jpeg", "jpeg-hq", "pristine"}):
-        m = lab & (dist == name)
-        out[name] = binary_metrics(label[m].astype(int), p[m], threshold)
+    out["beyond_jpeg"] = {  # blur, noise, downscale, jpeg-reencode: where the header does not say it
+        name: binary_metrics(label[lab & (dist == name)].astype(int), p[lab & (dist == name)], threshold)
+        for name in sorted(set(dist) - {"jpeg", "jpeg-hq", "pristine"})
+    }
     if hidden is not None:
         out["header_hidden"] = {
             "at_threshold": binary_metrics(y, hidden[lab], threshold),
@@ -123,6 +124,7 @@ def table(card: dict[str, Any]) -> str:
             f"{c['jpeg_9_levels']['auroc']:.3f} / {100 * c['jpeg_9_levels']['balanced_accuracy']:.1f} % "
             f"({c['jpeg_9_levels']['jpeg_quality_auroc']:.3f}) |"
         )
+    lines += beyond_table(card)
     hidden = [(n, c["header_hidden"]) for n, c in card["collections"].items() if "header_hidden" in c]
     if hidden:
         lines += ["", "The same pixels sent as PNG (no JPEG header, so no quality plane):", ""]
@@ -135,6 +137,23 @@ def table(card: dict[str, Any]) -> str:
                 f"{100 * nine['balanced_accuracy']:.1f} % | {100 * h['pristine']['useful']:.1f} % |"
             )
     return "\n".join(lines) + "\n"
+
+
+def beyond_table(card: dict[str, Any]) -> list[str]:
+    """Distortions the JPEG header does not reveal: how often each is called useful against how often it is."""
+    rows = [(n, d, m) for n, c in card["collections"].items() for d, m in c.get("beyond_jpeg", {}).items()]
+    if not rows:
+        return []
+    title = "Beyond the JPEG header (blur, noise, downscale as PNG; `jpeg-reencode`: the 9 levels re-saved at q75-95):"
+    lines = ["", title, ""]
+    lines += ["| collection | distortion | rows | AUROC | bal. acc. | useful: labels / called |", "|" + "---|" * 6]
+    for name, dist, m in rows:
+        called = (m["confusion"][0][1] + m["confusion"][1][1]) / m["n"] if m["n"] else NAN
+        lines.append(
+            f"| {name} | {dist} | {m['n']} | {m['auroc']:.3f} | {100 * m['balanced_accuracy']:.1f} % | "
+            f"{100 * m['n_useful'] / max(m['n'], 1):.1f} % / {100 * called:.1f} % |"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -43,6 +43,18 @@ def jpeg(img: Image.Image, quality: float, rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
+REENCODE_QUALITY = (75, 95)  # the second pass of jpeg-reencode: what thumbnailers, CDNs and web uploads re-save at
+
+
+def jpeg_reencoded(img: Image.Image, quality: float, rng: np.random.Generator) -> bytes:
+    """JPEG at ``quality``, decoded and saved again at a seeded quality in 75-95, as an image pipeline
+    re-saves what it receives: the header then names the second quality, the pixels keep the first's
+    damage. A predictor that trusts the header alone calls these useful."""
+    first = Image.open(io.BytesIO(jpeg(img, quality, rng)))
+    first.load()
+    return jpeg(first.convert("RGB"), int(rng.integers(REENCODE_QUALITY[0], REENCODE_QUALITY[1] + 1)), rng)
+
+
 def gaussian_blur(img: Image.Image, sigma: float, rng: np.random.Generator) -> bytes:
     return _png(np.asarray(img.filter(ImageFilter.GaussianBlur(radius=sigma))))
 
@@ -67,6 +79,8 @@ DISTORTIONS: dict[str, Distortion] = {
         Distortion("jpeg", "quality", (50, 30, 20, 15, 10, 8, 6, 4, 2), jpeg, "jpg"),
         # near-pristine qualities, as cameras and web pipelines store photos: these must read as useful
         Distortion("jpeg-hq", "quality", (95, 90, 80), jpeg, "jpg"),
+        # the 9 JPEG levels, then re-saved at 75-95: the header no longer says how compressed it is
+        Distortion("jpeg-reencode", "quality", (50, 30, 20, 15, 10, 8, 6, 4, 2), jpeg_reencoded, "jpg"),
         Distortion("blur", "sigma", (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), gaussian_blur, "png"),
         Distortion("noise", "sigma", (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 80.0, 100.0, 130.0), gaussian_noise, "png"),
         Distortion("downscale", "factor", (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0), downscale, "png"),

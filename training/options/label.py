@@ -19,7 +19,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--labelers", help="comma-separated names (see 'image-utility label list'); default per task")
     p.add_argument("--ground-truth", default=None, help="imagenet-wnid | coco:PATH; default: pristine decision")
     p.add_argument(
-        "--distortions", default="jpeg", help="comma-separated: jpeg, jpeg-hq, pristine, blur, noise, downscale"
+        "--distortions",
+        default="jpeg",
+        help="comma-separated: jpeg, jpeg-hq, jpeg-reencode, pristine, blur, noise, downscale",
     )
     p.add_argument(
         "--levels",

@@ -4,7 +4,8 @@ The combined label exists only where the labellers agree; the facts behind it ex
 Two kinds of soft target in [0, 1], each with a mask where it is undefined:
 
 - ``severity``: how strong the compression is, log(100 / quality) / log(100 / 2) (pristine 0,
-  quality 2 -> 1), for the JPEG family of rows (``jpeg``, ``jpeg-hq``, ``pristine``);
+  quality 2 -> 1), for the JPEG family of rows (``jpeg``, ``jpeg-hq``, ``pristine``, and
+  ``jpeg-reencode``, whose severity is its first pass's: the damage, not what the header says);
 - ``<labeller>.retained``: the share of its pristine confidence a labeller keeps on the distorted
   image, clip(phi / phi', 0, 1), where the source counts for it. The relative labelling rule
   (docs/labels.md) thresholds exactly this, so it is the within-level signal the label depends on.
@@ -18,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 SEVERITY = "severity"
-JPEG_FAMILY = {"jpeg": True, "jpeg-hq": True, "pristine": False}  # name -> has a quality parameter
+# name -> has a quality parameter
+JPEG_FAMILY = {"jpeg": True, "jpeg-hq": True, "jpeg-reencode": True, "pristine": False}
 BEST_QUALITY, WORST_QUALITY = 100.0, 2.0
 
 

@@ -12,12 +12,12 @@ from support import BLUE, RED, image_bytes, make_tiny_model
 from training.evaluate import scorecard
 
 
-def make_labels(out: Path, split: str) -> Path:
+def make_labels(out: Path, split: str, extra: tuple[tuple[str, int], ...] = ()) -> Path:
     """Red photos useful, blue ones not (what the tiny model reads), as pristine, q90 and JPEG rows."""
     rows = []
     for k, colour in enumerate(["red", "red", "red", "blue"]):
         rgb = RED if colour == "red" else BLUE
-        for distortion, level in [("pristine", 1), ("jpeg-hq", 2), ("jpeg", 5)]:
+        for distortion, level in [("pristine", 1), ("jpeg-hq", 2), ("jpeg", 5), *extra]:
             rel = f"images/{distortion}/{level}/{k}.jpg"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             (out / rel).write_bytes(image_bytes(rgb, (48, 48)))
@@ -91,3 +91,18 @@ def test_one_pass_is_scored_against_several_label_columns(tmp_path: Path) -> Non
     assert card["by_label"]["net-a.u+net-b.u"]["seen"]["at_threshold"]["n"] == 0  # no row where they agree
     text = (out / "scorecard.md").read_text()
     assert text.count("| collection |") == 3 and "Labels `net-b.u`" in text
+
+
+def test_distortions_the_header_does_not_reveal_get_a_table_of_their_own(tmp_path: Path) -> None:
+    """jpeg-reencode and blur rows: AUROC, balanced accuracy, and how often called useful against labelled."""
+    model = make_tiny_model(tmp_path / "models")
+    seen = make_labels(tmp_path / "seen", "test", extra=(("jpeg-reencode", 9), ("blur", 4)))
+    out = tmp_path / "card"
+    assert scorecard.main([str(seen), "--model", str(model), "--out", str(out)]) == 0
+    card = json.loads((out / "scorecard.json").read_text())
+    beyond = card["collections"]["seen"]["beyond_jpeg"]
+    assert set(beyond) == {"blur", "jpeg-reencode"}
+    assert beyond["jpeg-reencode"]["n"] == 4 and beyond["jpeg-reencode"]["n_useful"] == 3
+    assert card["collections"]["seen"]["jpeg_9_levels"]["n"] == 4  # re-encoded rows are not among the 9 levels
+    md = (out / "scorecard.md").read_text()
+    assert "| seen | jpeg-reencode | 4 | 1.000 | 100.0 % | 75.0 % / 75.0 % |" in md

@@ -80,3 +80,20 @@ def test_near_pristine_jpeg_is_milder_than_level_1(photo: Image.Image) -> None:
     sizes = [len(distort(photo, "jpeg-hq", level, 0, "x")[0]) for level in (1, 2, 3)]
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[-1] > len(distort(photo, "jpeg", 1, 0, "x")[0])
+
+
+def test_reencoded_jpeg_names_the_second_quality_and_keeps_the_first_damage(photo: Image.Image) -> None:
+    """jpeg-reencode: the header says 75-95 whatever the level; the pixels are the first pass's."""
+    from training.evaluate.baselines import jpeg_quality
+
+    original = np.asarray(photo, dtype=np.float64)
+    for level in (1, 5, 9):
+        blob, ext = distort(photo, "jpeg-reencode", level, 0, "x")
+        assert ext == "jpg" and blob == distort(photo, "jpeg-reencode", level, 0, "x")[0]
+        assert 75 <= jpeg_quality(blob) <= 95
+        once = decoded(distort(photo, "jpeg", level, 0, "x")[0])
+        again = decoded(blob)
+        assert np.abs(again - once).mean() < np.abs(again - original).mean()
+    # the damage grows with the level though the header does not say so
+    errors = [np.abs(decoded(distort(photo, "jpeg-reencode", lv, 0, "x")[0]) - original).mean() for lv in (1, 9)]
+    assert errors[1] > 2 * errors[0]

@@ -40,6 +40,13 @@ def test_pristine_is_severity_zero_and_other_distortions_have_none() -> None:
     assert values[0, 0] == 0 and 0 < values[1, 0] < 0.02 and mask[:, 0].tolist() == [True, True, False]
 
 
+def test_a_reencoded_jpeg_has_its_first_pass_severity() -> None:
+    """The header of a jpeg-reencode row says q75-95; its severity target is the damage of the first pass."""
+    frame = pd.DataFrame({"distortion": ["jpeg", "jpeg-reencode"], "param": [2.0, 2.0], "level": 9})
+    values, mask = aux_targets(frame, [SEVERITY])
+    assert mask[:, 0].all() and values[0, 0] == values[1, 0] == pytest.approx(1.0)
+
+
 def test_dropped_rows_are_drawn_as_often_as_they_occur() -> None:
     labels = torch.tensor([1] * 10 + [0] * 5 + [UNLABELLED] * 5)
     order, _ = epoch_order(labels, "weighted", torch.Generator().manual_seed(0))
