@@ -7,9 +7,9 @@ pip itself (``--dry-run --report``) for the image's platform and Python: linux x
 for the ``cpu`` target (python:3.11-slim) and CPython 3.12 for the ``gpu`` target (Ubuntu 24.04's Python).
 The gpu file keeps ``onnxruntime-gpu``; the cpu file swaps it for plain ``onnxruntime`` of the same version
 (same CPU kernels, about 300 MB less CUDA code); gpu-cuda12 holds the last onnxruntime-gpu built for CUDA 12,
-for hosts whose driver is older than CUDA 13 needs (README.md, "Deploy with Docker Compose"). requirements-build.txt pins the build
-backend (setuptools) that builds the app's own wheel inside the image. tests/test_deploy_image.py checks the
-files against pyproject.toml.
+for hosts whose driver is older than CUDA 13 needs (README.md, "Deploy with Docker Compose").
+requirements-build.txt pins the build backend (setuptools) that builds the app's own wheel inside the
+image. tests/test_deploy_image.py checks the files against pyproject.toml.
 """
 
 from __future__ import annotations

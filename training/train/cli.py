@@ -41,7 +41,7 @@ from training.train.epoch import (
     train_one_epoch,
 )
 from training.train.head import run_head, test_head
-from training.train.model import build_model
+from training.train.model import build_model, load_matching
 from training.train.targets import defined_targets
 
 log = logging.getLogger("training.train")
@@ -183,8 +183,7 @@ def run(args: argparse.Namespace, given: set[str] | None = None, command: str = 
         splits = {s: load_split(df, s, spec, cache, args.workers, aux_names) for s in names}
     model = build_model(args.pretrained and ckpt is None, spec.views, len(aux_names), spec.quality_map)
     if args.init and ckpt is None:
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
-        log.info("weights from %s", args.init)
+        load_matching(model, torch.load(args.init, map_location="cpu", weights_only=False)["model"], str(args.init))
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device)

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from app.usage import UsageError
+
 log = logging.getLogger(__name__)
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
@@ -107,6 +109,21 @@ def build_model(pretrained: bool = False, views: int = 1, aux: int = 0, quality:
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
         log.info("ImageNet weights from %s", path)
     return model
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """``--init``: every weight of ``state`` whose name and shape the model has (the trunk, as
+    torchvision's fine-tuning recipes keep it); heads of another layout (views, quality plane, aux
+    targets, task) start fresh. Returns the names left fresh; an error when no trunk weight fits."""
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith("layer") for k in fits):
+        raise UsageError(f"--init {source}: no ResNet-18 trunk weight fits this model (not a utility checkpoint?)")
+    model.load_state_dict(fits, strict=False)
+    fresh = sorted(k for k in own if k not in fits)
+    if fresh:
+        log.info("--init %s: %d tensors loaded; fresh (other layout): %s", source, len(fits), ", ".join(fresh))
+    return fresh
 
 
 def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:

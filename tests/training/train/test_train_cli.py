@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import torch
 from support.training import make_manifest
 
 from app.preprocess import PreprocessSpec, preprocess_bytes
+from app.usage import UsageError
 from training.manifest import read_manifest
 from training.train import cli as train
 from training.train.dataset import load_split, normalize, summarize
@@ -146,6 +148,32 @@ def test_init_starts_from_another_utility_checkpoint(trained: Path, manifest: Pa
     assert train.main([*argv, "--init", str(trained / "best.pt")]) == 0
     start = torch.load(trained / "best.pt", weights_only=False)["model"]
     assert torch.equal(_weights(run)["conv1.weight"], start["conv1.weight"])
+
+
+def test_init_from_another_layout_keeps_the_trunk_and_starts_the_heads_fresh(
+    trained: Path, manifest: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's detection recipe: a 1-view model from a 2-view, quality-plane classification checkpoint."""
+    start = torch.load(trained / "best.pt", weights_only=False)
+    other = build_model(False, views=2, aux=3, quality=True).state_dict()
+    moved = {k: other[k] if k.startswith(("fc.", "aux.", "quality.")) else v for k, v in start["model"].items()}
+    moved |= {k: v for k, v in other.items() if k.startswith(("aux.", "quality."))}
+    wide = tmp_path / "wide.pt"
+    torch.save({**start, "model": moved}, wide)
+    run = tmp_path / "init-wide"
+    argv = [str(manifest), "--output-dir", str(run), "--epochs", "1", "--max-steps", "1", *FAST, "--lr", "0"]
+    with caplog.at_level(logging.INFO, logger="training.train.model"):
+        assert train.main([*argv, "--init", str(wide)]) == 0
+    assert torch.equal(_weights(run)["layer4.1.conv2.weight"], start["model"]["layer4.1.conv2.weight"])
+    assert "fresh (other layout): fc.weight" in caplog.text  # fc.bias has the same shape: kept
+
+
+def test_init_from_a_file_with_no_trunk_is_a_usage_error(manifest: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"model": {"head.weight": torch.zeros(2, 2)}}, bogus)
+    argv = [str(manifest), "--output-dir", str(tmp_path / "r"), "--epochs", "1", *FAST, "--init", str(bogus)]
+    with pytest.raises(UsageError, match="no ResNet-18 trunk weight fits"):
+        train.main(argv)
 
 
 @pytest.mark.slow
