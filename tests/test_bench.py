@@ -127,3 +127,28 @@ def test_corpus_run_tallies_each_class_and_checks_answers_repeat(tmp_path: Path,
     assert classes["png"]["statuses"] == {"413": 1} and classes["txt"]["statuses"] == {"400": 1}
     assert result["same_answer_every_pass"] == 4 and result["5xx"] == 0 and result["alive_at_end"]
     assert result["non_json_log_lines"] == []  # Pillow's ERROR line is a JSON record with its request id
+
+
+def test_idle_run_counts_silent_sockets_the_server_closes(tmp_path: Path):
+    """bench.idle on a tiny model: 20 silent sockets, a 1 s idle timeout; every one closed near it."""
+    from bench import idle
+
+    models = tmp_path / "models"
+    make_tiny_model(models)
+    out = tmp_path / "idle.json"
+    argv = ["--models-dir", str(models), "--connections", "20", "--rate", "5", "--baseline-s", "1"]
+    assert idle.main([*argv, "--idle-timeout-s", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    silent = result["silent"]
+    assert silent["connected"] == 20 and silent["closed_by_server"] == 20 and silent["never_closed"] == 0
+    assert 0.5 <= silent["closed_after_s"]["max"] <= 2.0
+    assert silent["normal_traffic"]["statuses"] == {"200": silent["normal_traffic"]["requests"]}
+    assert result["fds_after"] <= result["fds_before"] + 2 and result["server_exit"] in (0, -15)  # as test_faults
+
+
+def test_idle_run_refuses_an_unbounded_socket_count():
+    from bench import idle
+
+    with pytest.raises(SystemExit) as exc:
+        idle.main(["--connections", "100000"])
+    assert exc.value.code == 2
