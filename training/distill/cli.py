@@ -43,6 +43,7 @@ from training.options.distill import get_parser, parse
 from training.provenance import git_commit
 from training.train.curves import save_figure
 from training.train.dataset import normalize
+from training.train.model import load_matching
 
 log = logging.getLogger("training.distill")
 RUNTIME = ("resume", "threads", "workers", "max_steps", "verbose", "output_dir", "bf16")
@@ -196,7 +197,10 @@ def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, An
         check_parity(teacher, normalize(torch.from_numpy(np.stack(probe)), teacher.spec).numpy())
     val = load_valset(args, val_photos, teacher)
     log.info("%d training photos, %d validation views of %d photos", len(train_photos), len(val.level), len(val_photos))
-    student = build_student().to(memory_format=torch.channels_last)
+    student = build_student()
+    if args.init is not None and ckpt is None:  # e.g. the shipped predictor's run: the level is known from step 0
+        load_matching(student, torch.load(args.init, map_location="cpu", weights_only=False)["model"], str(args.init))
+    student = student.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     state: dict[str, Any] = {"history": [], "best": None, "wall_s": 0.0, "commit": git_commit(), "command": command}
     counts = {"views": 0, "useful": 0}

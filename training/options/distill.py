@@ -35,6 +35,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=0, help="the label stage's --seed (its train/test split)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="the label stage's --test-fraction")
     p.add_argument("--seed", type=int, default=0, help="seeds the views, the student and the validation photos")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start the student from a train checkpoint (best.pt): its trunk and heads where their shapes fit",
+    )
     p.add_argument("--resume", default=None, help="'auto' (OUTPUT_DIR/checkpoint.pt when there) or a checkpoint")
     p.add_argument(
         "--bf16",
@@ -57,6 +63,8 @@ def check(args: argparse.Namespace) -> None:
         if not path.is_dir():
             raise UsageError(f"PHOTOS {str(path)!r} is not a folder; expected a folder of pristine photos")
     existing("--teacher", args.teacher, TEACHER)
+    if args.init is not None:
+        existing("--init", args.init, "a train checkpoint file (best.pt)")
     if args.resume is not None and args.resume != "auto":
         existing("--resume", Path(args.resume), "a checkpoint file (checkpoint.pt) or 'auto'")
     for name, low in (("steps", 1), ("batch_size", 2), ("size", 32), ("eval_every", 1), ("threads", 1)):

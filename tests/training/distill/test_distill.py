@@ -135,3 +135,26 @@ def test_a_run_resumes_and_writes_a_checkpoint_export_reads(photos: Path, tmp_pa
     assert export.main([str(run), "--manifest", str(labels), "--models-dir", str(models), "--name", "m"]) == 0
     card = (models / "m" / "README.md").read_text()
     assert "distilled" in card and "utility-classification-lite0" in card
+
+
+@pytest.mark.slow
+def test_init_starts_the_student_from_a_train_checkpoint(
+    photos: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--init best.pt: trunk, utility head and quality embedding carried over; the ImageNet head fresh."""
+    from training.train.model import build_model
+
+    start = build_model(False, views=2, aux=3, quality=True)
+    init = tmp_path / "best.pt"
+    torch.save({"model": start.state_dict()}, init)
+    run = tmp_path / "run"
+    argv = [str(photos), "--teacher", str(TEACHER), "--output-dir", str(run), "--size", "32", "--batch-size", "2"]
+    argv += ["--val-photos", "1", "--eval-every", "1", "--workers", "0", "--test-fraction", "0", "--bf16", "off"]
+    with caplog.at_level("INFO", logger="training.train.model"):
+        assert cli.main([*argv, "--steps", "1", "--init", str(init)]) == 0
+    assert "fresh (other layout): aux.bias, aux.weight" in caplog.text
+    full = torch.load(run / "checkpoint.pt", weights_only=False)["model_full"]
+    moved = (full["quality.0.weight"] - start.state_dict()["quality.0.weight"]).abs().max()
+    assert moved < 0.01  # one small AdamW step from the init, not a fresh draw
+    with pytest.raises(UsageError, match="--init"):
+        options.parse([str(photos), "--init", str(tmp_path / "missing.pt")])
