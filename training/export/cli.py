@@ -118,7 +118,11 @@ def stack(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, paths: dict[s
 def choose(args: argparse.Namespace, result: dict[str, Any]) -> str:
     if args.ship != "auto" or "int8" not in result:
         return args.ship if args.ship != "auto" else "fp32"
-    drop = 100 * (result["fp32"]["test"].get("accuracy", 0) - result["int8"]["test"].get("accuracy", 0))
+    measured = [result[k]["test"].get("accuracy") for k in ("fp32", "int8")]
+    if any(m is None for m in measured):  # no test rows: int8's cost unmeasured, so not shipped on trust
+        log.warning("no test rows to measure int8 against fp32 on: shipping fp32 (--ship int8 to force it)")
+        return "fp32"
+    drop = 100 * (measured[0] - measured[1])
     ok = drop <= args.int8_max_drop
     log.info(
         "int8 loses %.2f accuracy points (limit %.2f): shipping %s", drop, args.int8_max_drop, "int8" if ok else "fp32"

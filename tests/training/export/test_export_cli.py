@@ -188,3 +188,21 @@ def test_stacking_with_the_header_quality_changes_jpeg_answers_only(tmp_path: Pa
     assert again.version == "v-stacked" and again.contract.training["quality_stack"]["a"] == pytest.approx(fit["a"])
     assert "## Quality stack" in (plain / "s" / "README.md").read_text()
     np.testing.assert_allclose(again.predict(x), served.predict(x), atol=1e-5)
+
+
+def test_int8_is_not_shipped_unmeasured_when_the_manifests_have_no_test_rows(
+    run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run trained on train-split-only folders: int8's accuracy cannot be compared, so fp32 ships."""
+    import pandas as pd
+
+    labels = make_manifest(tmp_path / "train-only")
+    df = pd.read_csv(labels / "manifest.csv")
+    df.assign(split="train").to_csv(labels / "manifest.csv", index=False)
+    models = tmp_path / "models"
+    argv = [str(run), "--manifest", str(labels), "--models-dir", str(models), "--name", "t", "--int8"]
+    with caplog.at_level("WARNING", logger="training.export"):
+        assert export.main([*argv, "--calib-images", "8"]) == 0
+    assert "no test rows to measure int8" in caplog.text
+    proto = onnx.load(str(models / "t" / "1" / "model.onnx"))
+    assert not any(n.op_type.startswith(("QLinear", "Quantize", "Dequantize")) for n in proto.graph.node)
