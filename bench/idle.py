@@ -45,8 +45,9 @@ async def silent(port: int, opened: list[float], closed: list[float | None], k: 
         writer.close()
 
 
-async def with_silent(svc: Service, n: int, rate: float, seconds: float, fds_peak: list[int]) -> dict:
-    bodies = payloads(8, (224, 224))
+async def with_silent(
+    svc: Service, bodies: list[bytes], n: int, rate: float, seconds: float, fds_peak: list[int]
+) -> dict:
     opened: list[float] = [0.0] * n
     closed: list[float | None] = [None] * n
     deadline = time.perf_counter() + seconds
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         result["baseline"] = asyncio.run(open_loop(f"{svc.base}/utility", bodies, args.rate, min(args.baseline_s, 30)))
         peak = [svc.fds()]
         seconds = min(args.idle_timeout_s + 5.0, 30.0)
-        result["silent"] = asyncio.run(with_silent(svc, args.connections, args.rate, seconds, peak))
+        result["silent"] = asyncio.run(with_silent(svc, bodies, args.connections, args.rate, seconds, peak))
         result["fds_peak"], result["fds_after"] = peak[0], svc.fds()
         result["machine_after"] = machine()
     finally:

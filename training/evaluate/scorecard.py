@@ -95,10 +95,9 @@ def score(
         **binary_metrics(label[nine].astype(int), p[nine], threshold),
         "jpeg_quality_auroc": auroc(label[nine & readable].astype(int), quality[nine & readable]),
     }
-    out["beyond_jpeg"] = {  # blur, noise, downscale, jpeg-reencode: where the header does not say it
-        name: binary_metrics(label[lab & (dist == name)].astype(int), p[lab & (dist == name)], threshold)
-        for name in sorted(set(dist) - {"jpeg", "jpeg-hq", "pristine"})
-    }
+    beyond = {name: lab & (dist == name) for name in sorted(set(dist) - {"jpeg", "jpeg-hq", "pristine"})}
+    # blur, noise, downscale, jpeg-reencode: where the header does not say how damaged the image is
+    out["beyond_jpeg"] = {name: binary_metrics(label[m].astype(int), p[m], threshold) for name, m in beyond.items()}
     if hidden is not None:
         out["header_hidden"] = {
             "at_threshold": binary_metrics(y, hidden[lab], threshold),

@@ -43,6 +43,7 @@ def jpeg(img: Image.Image, quality: float, rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
+JPEG_LEVELS = (50, 30, 20, 15, 10, 8, 6, 4, 2)  # the paper's 9 levels, chosen by measurement (docs/labels.md)
 REENCODE_QUALITY = (75, 95)  # the second pass of jpeg-reencode: what thumbnailers, CDNs and web uploads re-save at
 
 
@@ -76,11 +77,11 @@ def downscale(img: Image.Image, factor: float, rng: np.random.Generator) -> byte
 DISTORTIONS: dict[str, Distortion] = {
     d.name: d
     for d in (
-        Distortion("jpeg", "quality", (50, 30, 20, 15, 10, 8, 6, 4, 2), jpeg, "jpg"),
+        Distortion("jpeg", "quality", JPEG_LEVELS, jpeg, "jpg"),
         # near-pristine qualities, as cameras and web pipelines store photos: these must read as useful
         Distortion("jpeg-hq", "quality", (95, 90, 80), jpeg, "jpg"),
         # the 9 JPEG levels, then re-saved at 75-95: the header no longer says how compressed it is
-        Distortion("jpeg-reencode", "quality", (50, 30, 20, 15, 10, 8, 6, 4, 2), jpeg_reencoded, "jpg"),
+        Distortion("jpeg-reencode", "quality", JPEG_LEVELS, jpeg_reencoded, "jpg"),
         Distortion("blur", "sigma", (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), gaussian_blur, "png"),
         Distortion("noise", "sigma", (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 80.0, 100.0, 130.0), gaussian_noise, "png"),
         Distortion("downscale", "factor", (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0), downscale, "png"),
