@@ -122,9 +122,12 @@ def export_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def data_summary(
-    args: argparse.Namespace, photos: tuple[int, int], val: ValSet, counts: dict[str, int]
+    args: argparse.Namespace, photos: tuple[list[Path], list[Path]], val: ValSet, counts: dict[str, int]
 ) -> dict[str, Any]:
-    """What the model card says of the data: views seen (with the teacher's decisions), photos per split."""
+    """What the model card says of the data: views seen (with the teacher's decisions), photos per split.
+
+    ``val_sources`` names the held-out photos, so ``export`` fits its threshold and quality stack on their labels.
+    """
     y = val.utility.numpy() > val.threshold_logit
     levels = {name: [f"{low}-{high}"] for name, (low, high) in RANGES.items()}
     return {
@@ -138,7 +141,8 @@ def data_summary(
             },
             "val": {"total": len(y), "useful": int(y.sum()), "non_useful": int((~y).sum()), "unlabelled": 0},
         },
-        "sources": {"train": photos[0], "val": photos[1]},
+        "sources": {"train": len(photos[0]), "val": len(photos[1])},
+        "val_sources": sorted(p.name for p in photos[1]),
         "distortions": {**levels, "pristine": ["-"], "mix": ["blur/noise/downscale then JPEG 10-95"]},
         "view_kinds": dict(KINDS),
         "other_columns": [],
@@ -237,9 +241,7 @@ def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, An
             seconds = time.perf_counter() - t0
             train["views_per_s"] = totals["views_per_step"] / seconds
             state["wall_s"] += seconds
-            save(
-                student, optimizer, step, args, state, counts, train, val, seconds, (len(train_photos), len(val_photos))
-            )
+            save(student, optimizer, step, args, state, counts, train, val, seconds, (train_photos, val_photos))
             totals, since, t0 = {}, 0, time.perf_counter()
     bar.close()
     summary = {k: state[k] for k in ("best", "wall_s", "commit")}
@@ -257,7 +259,7 @@ def save(
     train: dict[str, float],
     val: ValSet,
     seconds: float,
-    photos: tuple[int, int],
+    photos: tuple[list[Path], list[Path]],
 ) -> None:
     """Validate; write best.pt when better, then history, curve and checkpoint.pt (last, so a kill
     before it replays these steps and best.pt never runs ahead of the checkpoint a resume takes)."""

@@ -34,7 +34,7 @@ from training.options import setup_logging
 from training.options.export import parse
 from training.predict import evaluate_folder, load_model, read_batch
 from training.provenance import portable_paths
-from training.train.dataset import split_validation
+from training.train.dataset import mark_validation
 from training.train.model import model_from_checkpoint
 
 log = logging.getLogger("training.export")
@@ -173,7 +173,7 @@ def training_metadata(ckpt: dict[str, Any], result: dict[str, Any], shipped: str
         "labelers": find_labelers(side, ckpt["data"].get("other_columns", [])),
         "distortions": ckpt["data"]["distortions"],
         "label_rule": {k: v for k, v in side.items() if len(json.dumps(v, default=str)) <= MAX_META_CHARS},
-        "dataset": {k: ckpt["data"][k] for k in ("label_column", "splits", "sources")},
+        "dataset": {k: v for k, v in ckpt["data"].items() if k in ("label_column", "splits", "sources", "val_sources")},
         "test_metrics": result[shipped]["test"],
         "best_epoch": ckpt["best"],
         "training_args": ckpt["args"],
@@ -195,9 +195,9 @@ def run(args: argparse.Namespace, command: str) -> Path:
     name = args.name or f"utility-{task}"
     version = args.version or f"{time.strftime('%Y%m%d')}-{ckpt['commit'][:7]}"
     saved = ckpt["args"]["manifest"]
-    manifests = [args.manifest] if args.manifest else [Path(m) for m in ([saved] if isinstance(saved, str) else saved)]
+    manifests = args.manifest or [Path(m) for m in ([saved] if isinstance(saved, str) else saved)]
     df = read_manifests(manifests, ckpt["args"]["label_column"])
-    df = split_validation(df, ckpt["args"]["val_fraction"], ckpt["args"]["seed"])
+    df = mark_validation(df, ckpt["args"], ckpt.get("data", {}))
     args.models_dir.mkdir(parents=True, exist_ok=True)
     stage = args.models_dir / f".{name}.staging"
     shutil.rmtree(stage, ignore_errors=True)

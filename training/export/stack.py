@@ -31,6 +31,7 @@ from onnx import TensorProto, helper
 
 from app.contract import ModelContract, latest_version_dir
 from app.engine import UtilityModel
+from app.usage import UsageError
 from training.export.convert import set_metadata
 from training.metrics import auroc, best_threshold
 from training.options import setup_logging
@@ -79,7 +80,10 @@ def fit_stack(model: UtilityModel, val: pd.DataFrame) -> dict[str, Any]:
     y = val["label"].to_numpy()
     rows = (y >= 0) & (inputs[:, 1] > -0.5)
     if rows.sum() < 10 or len(set(y[rows])) < 2:
-        raise ValueError(f"--stack-quality: {int(rows.sum())} labelled validation rows with a JPEG header, need 10+")
+        raise UsageError(
+            f"--stack-quality: {int(rows.sum())} labelled validation rows with a JPEG header in the manifests, "
+            "need 10+ of both labels; pass --manifest with the run's validation photos"
+        )
     z, logq, y = inputs[rows, 0], inputs[rows, 1], y[rows].astype(int)
     a, b, c = fit_weights(z, logq, y)
     s = a * z + b * logq + c
@@ -168,13 +172,14 @@ def stack_folder(source: Path, manifests: list[Path], models_dir: Path, name: st
     """Stack an existing model folder into ``models_dir/name`` as a new version, card and metadata updated."""
     from training.export.cli import publish
     from training.manifest import read_manifests
-    from training.train.dataset import split_validation
+    from training.train.dataset import mark_validation
 
     model = load_model(source)
     training = model.contract.training
     args = training.get("training_args", {})
-    df = read_manifests(manifests, training.get("dataset", {}).get("label_column", "label"))
-    df = split_validation(df, args.get("val_fraction", 0.1), args.get("seed", 0))
+    dataset = training.get("dataset", {})
+    label_column = args.get("label_column") or dataset.get("label_column", "label")
+    df = mark_validation(read_manifests(manifests, label_column), args, dataset)
     fit = fit_stack(model, df[df["split"] == "val"])
     stage = models_dir / f".{name}.stacking"
     shutil.rmtree(stage, ignore_errors=True)

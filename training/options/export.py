@@ -20,7 +20,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="model folder name (default: utility-<task>)")
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--version", default=None, help="model version string (default: <date>-<commit>)")
-    p.add_argument("--manifest", type=Path, default=None, help="label manifest (default: the one trained on)")
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        default=None,
+        help="label manifest (repeatable; default: the ones trained on)",
+    )
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--tolerance", type=float, default=1e-3, help="max |onnxruntime - PyTorch| on logits")
     p.add_argument("--parity-images", type=int, default=32, help="real test images for the parity check")
@@ -54,7 +60,8 @@ def check(args: argparse.Namespace) -> None:
         raise UsageError(f"CHECKPOINT {str(args.checkpoint)!r} holds no best.pt; expected {CHECKPOINT}")
     if args.name is not None and not NAME.fullmatch(args.name):
         raise UsageError(f"--name {args.name!r}: allowed are letters, digits, '.', '_' and '-'")
-    manifest_given("--manifest", args.manifest, "a labelling OUT_DIR or a manifest file")
+    for manifest in args.manifest or []:
+        manifest_given("--manifest", manifest, "a labelling OUT_DIR or a manifest file")
     if args.models_dir.exists() and not args.models_dir.is_dir():
         raise UsageError(f"--models-dir {str(args.models_dir)!r} is a file; expected a folder of model folders")
     in_range("--opset", args.opset, 17, 23)

@@ -62,14 +62,24 @@ def _levels(rows: pd.DataFrame) -> list[str]:
 
 def split_validation(df: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """Move ``fraction`` of the training *sources* (all their distorted copies) into a 'val' split."""
-    if fraction <= 0:
-        return df
     sources = sorted(df.loc[df["split"] == "train", "source"].astype(str).unique())
+    if fraction <= 0 or not sources:
+        return df
     rng = np.random.default_rng(seed)
     n_val = max(1, round(len(sources) * fraction))
     val = set(rng.choice(sources, size=n_val, replace=False).tolist())
     out = df.copy()
     out.loc[(out["split"] == "train") & out["source"].astype(str).isin(val), "split"] = "val"
+    return out
+
+
+def mark_validation(df: pd.DataFrame, args: dict[str, Any], data: dict[str, Any]) -> pd.DataFrame:
+    """The run's own validation photos as a 'val' split: the named ones (``distill``), else ``split_validation``."""
+    names = data.get("val_sources")
+    if not names:
+        return split_validation(df, args.get("val_fraction", 0.1), args.get("seed", 0))
+    out = df.copy()
+    out.loc[(out["split"] == "train") & out["source"].astype(str).isin(set(names)), "split"] = "val"
     return out
 
 

@@ -130,6 +130,7 @@ def test_a_run_resumes_and_writes_a_checkpoint_export_reads(photos: Path, tmp_pa
     x = torch.zeros(1, 7, 32, 32)
     assert model(x).shape == (1, 2) and 0 < best["best"]["threshold"] < 1
     assert best["data"]["sources"] == {"train": len(PHOTOS) - 1, "val": 1}
+    assert len(best["data"]["val_sources"]) == 1 and best["data"]["val_sources"][0] in {f"{n}.jpg" for n in PHOTOS}
     models = tmp_path / "models"
     labels = make_manifest(tmp_path / "labels")
     assert export.main([str(run), "--manifest", str(labels), "--models-dir", str(models), "--name", "m"]) == 0

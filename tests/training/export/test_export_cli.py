@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from support.training import add_facts, make_manifest
 from app.contract import ModelContract, latest_version_dir
 from app.engine import UtilityModel
 from app.preprocess import PreprocessSpec, preprocess_bytes
+from app.usage import UsageError
 from training.export import cli as export
 from training.export import stack
 from training.export.convert import ParityError, to_onnx, verify_onnx
@@ -188,6 +190,25 @@ def test_stacking_with_the_header_quality_changes_jpeg_answers_only(tmp_path: Pa
     assert again.version == "v-stacked" and again.contract.training["quality_stack"]["a"] == pytest.approx(fit["a"])
     assert "## Quality stack" in (plain / "s" / "README.md").read_text()
     np.testing.assert_allclose(again.predict(x), served.predict(x), atol=1e-5)
+
+    # the same rows in two label folders, each named with --manifest: the same fit
+    import pandas as pd
+
+    df = pd.read_csv(labels / "manifest.csv")
+    halves = [tmp_path / "half-a", tmp_path / "half-b"]
+    for k, folder in enumerate(halves):
+        shutil.copytree(labels, folder)
+        part = df[df["source"].isin(sorted(df["source"].unique())[k::2])]
+        part.to_csv(folder / "manifest.csv", index=False)
+    argv = [str(out), "--models-dir", str(tmp_path / "two"), "--name", "s", "--stack-quality"]
+    assert export.main([*argv, "--manifest", str(halves[0]), "--manifest", str(halves[1])]) == 0
+    two = UtilityModel("s", tmp_path / "two" / "s", ["CPUExecutionProvider"]).contract.training["quality_stack"]
+    assert two["rows"] == 12 and two["a"] == pytest.approx(fit["a"])
+    # no validation photo among the manifests' rows: a usage error naming the option, nothing written
+    df.assign(split="test").to_csv(halves[0] / "manifest.csv", index=False)
+    with pytest.raises(UsageError, match="--stack-quality"):
+        export.main([*argv[:2], str(tmp_path / "none"), *argv[3:], "--manifest", str(halves[0])])
+    assert not (tmp_path / "none" / "s").exists()
 
 
 def test_int8_is_not_shipped_unmeasured_when_the_manifests_have_no_test_rows(

@@ -20,7 +20,7 @@ from app.preprocess import PreprocessSpec, preprocess_bytes
 from app.usage import UsageError
 from training.manifest import read_manifest
 from training.train import cli as train
-from training.train.dataset import load_split, normalize, summarize
+from training.train.dataset import load_split, mark_validation, normalize, summarize
 from training.train.epoch import epoch_order, hide_quality
 from training.train.model import PretrainedWeightsMissing, build_model, pretrained_path
 
@@ -219,3 +219,14 @@ def test_hidden_quality_rows_read_as_unknown_and_the_rest_keep_theirs() -> None:
     hidden = out[:, -1].eq(-1.0).all(dim=(1, 2))
     assert 0.25 < hidden.float().mean() < 0.35
     assert out[~hidden, -1].eq(0.5).all() and out[:, :-1].eq(0).all()
+
+
+def test_validation_is_the_runs_named_photos_or_a_seeded_share_of_train(tmp_path: Path) -> None:
+    df = read_manifest(make_manifest(tmp_path / "labels"))
+    named = mark_validation(df, {"val_fraction": 0.5, "seed": 0}, {"val_sources": ["chelsea", "cat"]})
+    # a distilled run names its held-out photos; test rows stay test even when named
+    assert set(named.loc[named["split"] == "val", "source"]) == {"chelsea"}
+    assert (named["split"] == "test").sum() == (df["split"] == "test").sum()
+    shared = mark_validation(df, {"val_fraction": 0.5, "seed": 0}, {})
+    assert shared.loc[shared["split"] == "val", "source"].nunique() == 2  # half of the 4 training photos
+    assert (mark_validation(df, {"val_fraction": 0.0}, {})["split"] != "val").all()
