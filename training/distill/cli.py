@@ -152,8 +152,23 @@ def data_summary(
 
 def export_checkpoint(student: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
     """``best.pt``: the utility network alone (no ImageNet head), as ``train`` writes it."""
-    weights = {k: v for k, v in student.state_dict().items() if not k.startswith("aux.")}
-    return {"model": weights, "optimizer": None, "scheduler": None, "aux_targets": [], "side_files": {}, **state}
+    return {"model": utility_weights(student.state_dict()), **EXPORTED, **state}
+
+
+def last_step(full: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint.pt`` (the last step, not the best on validation) in ``best.pt``'s form, its threshold the
+    last validation's: what ``export RUN/checkpoint.pt`` reads, e.g. at the end of an annealed schedule."""
+    val = full["history"][-1]["val"]
+    best = {"epoch": full["epoch"], "metric": "auroc", "value": val["auroc"], "on": "val (the teacher's decisions)"}
+    best |= {"threshold": val["best_threshold"], "test": None}
+    return {**full, "model": utility_weights(full["model_full"]), **EXPORTED, "best": best}
+
+
+EXPORTED = {"optimizer": None, "scheduler": None, "aux_targets": [], "side_files": {}}
+
+
+def utility_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in weights.items() if not k.startswith("aux.")}  # aux: the ImageNet head
 
 
 def plot(history: list[dict[str, Any]], path: Path) -> None:

@@ -45,6 +45,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """The weights of ``best.pt`` (or the file given); history and wall time of the run's last checkpoint."""
     file = path / "best.pt" if path.is_dir() else path
     ckpt = torch.load(file, map_location="cpu", weights_only=False)
+    if "model" not in ckpt and "model_full" in ckpt:  # a distill run's checkpoint.pt: its last step
+        from training.distill.cli import last_step
+
+        ckpt = last_step(ckpt)
     last = file.parent / "checkpoint.pt"
     if last.is_file() and last != file:
         full = torch.load(last, map_location="cpu", weights_only=False)

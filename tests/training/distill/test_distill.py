@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from support.training import PHOTOS, _photo, make_manifest
 
+from app.engine import UtilityModel
 from app.jpegquality import image_quality
 from app.usage import UsageError
 from training.distill import cli
@@ -136,6 +137,11 @@ def test_a_run_resumes_and_writes_a_checkpoint_export_reads(photos: Path, tmp_pa
     assert export.main([str(run), "--manifest", str(labels), "--models-dir", str(models), "--name", "m"]) == 0
     card = (models / "m" / "README.md").read_text()
     assert "distilled" in card and "utility-classification-lite0" in card
+    # the last step rather than the best on validation: checkpoint.pt exports too, at its own threshold
+    assert export.main([str(run / "checkpoint.pt"), "--manifest", str(labels), "--models-dir", str(models)]) == 0
+    last = json.loads((run / "history.json").read_text())[-1]["val"]["best_threshold"]
+    served = UtilityModel("utility-classification", models / "utility-classification", ["CPUExecutionProvider"])
+    assert served.contract.threshold == pytest.approx(last) and served.contract.training["best_epoch"]["epoch"] == 4
 
 
 @pytest.mark.slow
