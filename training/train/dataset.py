@@ -74,12 +74,17 @@ def split_validation(df: pd.DataFrame, fraction: float, seed: int) -> pd.DataFra
 
 
 def mark_validation(df: pd.DataFrame, args: dict[str, Any], data: dict[str, Any]) -> pd.DataFrame:
-    """The run's own validation photos as a 'val' split: the named ones (``distill``), else ``split_validation``."""
+    """The run's own validation photos as a 'val' split: the named ones (``distill``), else ``split_validation``.
+
+    Named photos match on their file name, so that ``read_manifests``' collection prefix ('imagen/...') and
+    the label folder's name (``pixabay-imagenet-class`` for ``pixabay/imagenet-class``) do not matter.
+    """
     names = data.get("val_sources")
     if not names:
         return split_validation(df, args.get("val_fraction", 0.1), args.get("seed", 0))
     out = df.copy()
-    out.loc[(out["split"] == "train") & out["source"].astype(str).isin(set(names)), "split"] = "val"
+    own = out["source"].astype(str).str.rsplit("/", n=1).str[-1]
+    out.loc[(out["split"] == "train") & own.isin(set(names)), "split"] = "val"
     return out
 
 

@@ -18,7 +18,7 @@ from support.training import make_manifest
 
 from app.preprocess import PreprocessSpec, preprocess_bytes
 from app.usage import UsageError
-from training.manifest import read_manifest
+from training.manifest import read_manifest, read_manifests
 from training.train import cli as train
 from training.train.dataset import load_split, mark_validation, normalize, summarize
 from training.train.epoch import epoch_order, hide_quality
@@ -227,6 +227,9 @@ def test_validation_is_the_runs_named_photos_or_a_seeded_share_of_train(tmp_path
     # a distilled run names its held-out photos; test rows stay test even when named
     assert set(named.loc[named["split"] == "val", "source"]) == {"chelsea"}
     assert (named["split"] == "test").sum() == (df["split"] == "test").sum()
+    joined = read_manifests([make_manifest(tmp_path / "a" / "labels"), make_manifest(tmp_path / "b" / "other")])
+    named = mark_validation(joined, {}, {"val_sources": ["chelsea"]})  # sources read 'labels/chelsea'
+    assert set(named.loc[named["split"] == "val", "source"]) == {"labels/chelsea", "other/chelsea"}
     shared = mark_validation(df, {"val_fraction": 0.5, "seed": 0}, {})
     assert shared.loc[shared["split"] == "val", "source"].nunique() == 2  # half of the 4 training photos
     assert (mark_validation(df, {"val_fraction": 0.0}, {})["split"] != "val").all()
