@@ -74,7 +74,7 @@ MODELS_OUT ?= /work/state/models
 TRAIN_SETS := $(LABELS)/imagenet-sample $(LABELS)/other/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
 # scored, not trained on: training on re-encoded rows cost more on honest files than it bought (docs/training.md)
 SCORE_SETS := $(TRAIN_SETS) $(LABELS)/reencode/imagenet-sample
-# the distilled student's threshold and quality stack are fitted on its held-out photos' labels, found here
+# the distilled student's export measures int8 against fp32 on these collections' test rows
 JPEG_SETS := $(LABELS)/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
 # bf16 autocast only where the CPU has it natively: emulated (AVX2 only) it is 15-25x slower than fp32
 BF16 ?= $(shell grep -qsE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo --bf16)
@@ -108,7 +108,7 @@ predictor-distill: $(STAMP_DEV)
 	$(BIN)/image-utility distill $(DATA)/imagenet-sample $(DATA)/imagen $(DATA)/pixabay/imagenet-class \
 	  --teacher models/utility-classification-lite0 --output-dir $(RUNS)/distill --steps $(DISTILL_STEPS) \
 	  --eval-every 100 --resume auto
-	$(BIN)/image-utility export $(RUNS)/distill/checkpoint.pt $(foreach m,$(JPEG_SETS),--manifest $(m)) --stack-quality \
+	$(BIN)/image-utility export $(RUNS)/distill/checkpoint.pt $(foreach m,$(JPEG_SETS),--manifest $(m)) --threshold 0.5 \
 	  --name utility-classification --int8 --models-dir $(MODELS_OUT)
 	$(BIN)/python -m training.evaluate.scorecard $(SCORE_SETS) --unseen $(LABELS)/imagenet-val \
 	  --model $(MODELS_OUT)/utility-classification --out $(RUNS)/distill/scorecard

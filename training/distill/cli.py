@@ -150,6 +150,9 @@ def data_summary(
     }
 
 
+EXPORTED = {"optimizer": None, "scheduler": None, "aux_targets": [], "side_files": {}}  # as train's best.pt
+
+
 def export_checkpoint(student: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
     """``best.pt``: the utility network alone (no ImageNet head), as ``train`` writes it."""
     return {"model": utility_weights(student.state_dict()), **EXPORTED, **state}
@@ -162,9 +165,6 @@ def last_step(full: dict[str, Any]) -> dict[str, Any]:
     best = {"epoch": full["epoch"], "metric": "auroc", "value": val["auroc"], "on": "val (the teacher's decisions)"}
     best |= {"threshold": val["best_threshold"], "test": None}
     return {**full, "model": utility_weights(full["model_full"]), **EXPORTED, "best": best}
-
-
-EXPORTED = {"optimizer": None, "scheduler": None, "aux_targets": [], "side_files": {}}
 
 
 def utility_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -68,9 +68,7 @@ def split_validation(df: pd.DataFrame, fraction: float, seed: int) -> pd.DataFra
     rng = np.random.default_rng(seed)
     n_val = max(1, round(len(sources) * fraction))
     val = set(rng.choice(sources, size=n_val, replace=False).tolist())
-    out = df.copy()
-    out.loc[(out["split"] == "train") & out["source"].astype(str).isin(val), "split"] = "val"
-    return out
+    return _into_val(df, df["source"].astype(str).isin(val))
 
 
 def mark_validation(df: pd.DataFrame, args: dict[str, Any], data: dict[str, Any]) -> pd.DataFrame:
@@ -82,9 +80,13 @@ def mark_validation(df: pd.DataFrame, args: dict[str, Any], data: dict[str, Any]
     names = data.get("val_sources")
     if not names:
         return split_validation(df, args.get("val_fraction", 0.1), args.get("seed", 0))
+    return _into_val(df, df["source"].astype(str).str.rsplit("/", n=1).str[-1].isin(set(names)))
+
+
+def _into_val(df: pd.DataFrame, chosen: pd.Series) -> pd.DataFrame:
+    """The chosen training rows moved into 'val'; test rows stay test."""
     out = df.copy()
-    own = out["source"].astype(str).str.rsplit("/", n=1).str[-1]
-    out.loc[(out["split"] == "train") & own.isin(set(names)), "split"] = "val"
+    out.loc[(out["split"] == "train") & chosen, "split"] = "val"
     return out
 
 
