@@ -1,8 +1,9 @@
 """``image-utility distill``: the teacher-backed variant's answers into the ResNet-18, on fresh views.
 
 Writes into ``--output-dir``: ``checkpoint.pt`` (student, optimizer, step, history; every
-``--eval-every`` steps, atomically), ``best.pt`` (the best validation AUROC against the teacher's
-decisions, in the format ``image-utility export`` reads: the auxiliary ImageNet head dropped),
+``--eval-every`` steps, atomically), ``best.pt`` (the best validation AUROC, against the labels of
+``--val-labels`` or else the teacher's decisions, in the format ``image-utility export`` reads: the
+auxiliary ImageNet head dropped),
 ``val.pt`` (the validation views and the teacher's answers, built once), ``history.json`` and
 ``curve.png``. ``--resume auto`` continues a run; views are seeded by (seed, step), so a resumed run
 draws new ones.
@@ -21,23 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
-from training.distill.loop import (
-    ValSet,
-    build_student,
-    build_valset,
-    format_val,
-    lr_at,
-    student_spec,
-    train_step,
-    validate,
-)
+from training.distill.loop import build_student, lr_at, student_spec, train_step
 from training.distill.teacher import VariantTeacher, check_parity
+from training.distill.validation import ValSet, format_val, load_valset, selection, validate
 from training.distill.views import KINDS, RANGES, ViewStream, as_inputs
 from training.files import plain_args, remove_stale_temporaries, save_atomic, write_json
 from training.label.cli import list_sources
 from training.label.rows import assign_splits
+from training.manifest import read_manifests
 from training.options import explicit_flags, setup_logging
 from training.options.distill import get_parser, parse
 from training.provenance import git_commit
@@ -62,33 +57,33 @@ def resolve_resume(args: argparse.Namespace, given: set[str]) -> dict[str, Any] 
     for key, saved in ckpt["distill_args"].items():
         if key in RUNTIME or key in given:
             continue
-        setattr(
-            args, key, [Path(p) for p in saved] if key == "photos" else (Path(saved) if key == "teacher" else saved)
-        )
+        setattr(args, key, _as_paths(key, saved))
     log.info("resuming %s after step %d of %d", path, ckpt["epoch"], args.steps)
     return ckpt
 
 
-def photo_splits(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
-    """(train, val) photos: each folder's label-stage train split, ``--val-photos`` of them held out."""
+def _as_paths(key: str, saved: Any) -> Any:
+    if key in ("photos", "val_labels") and saved is not None:
+        return [Path(p) for p in saved]
+    return Path(saved) if key == "teacher" else saved
+
+
+def photo_splits(args: argparse.Namespace, labelled: pd.DataFrame | None) -> tuple[list[Path], list[Path]]:
+    """(train, val) photos: each folder's label-stage train split, less the labelled validation photos
+    (matched on file name) or else ``--val-photos`` seeded ones."""
     train = []
     for folder in args.photos:
         sources = list_sources(folder, None)
         split = assign_splits(sources, args.split_seed, args.test_fraction)
         train += [folder / s for s in sources if split[s] == "train"]
-    order = np.random.default_rng(args.seed).permutation(len(train))
-    val = [train[i] for i in order[: args.val_photos]]
+    if labelled is not None:
+        names = {Path(s).name for s in labelled["source"].astype(str)}
+        val = [p for p in train if p.name in names]
+    else:
+        order = np.random.default_rng(args.seed).permutation(len(train))
+        val = [train[i] for i in order[: args.val_photos]]
     held = set(val)
     return [p for p in train if p not in held], val
-
-
-def load_valset(args: argparse.Namespace, photos: list[Path], teacher: VariantTeacher) -> ValSet:
-    path = args.output_dir / "val.pt"
-    if path.is_file():
-        return ValSet.load(path)
-    val = build_valset(photos, teacher, student_spec(args.size), args.seed)
-    save_atomic(path, val.save)
-    return val
 
 
 def export_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,9 +124,14 @@ def data_summary(
     ``val_sources`` names the held-out photos, so ``export`` fits its threshold and quality stack on their labels.
     """
     y = val.utility.numpy() > val.threshold_logit
+    unlabelled = 0
+    if val.label is not None:
+        known = np.isfinite(val.label.numpy())
+        y, unlabelled = val.label.numpy()[known] > 0.5, int((~known).sum())
     levels = {name: [f"{low}-{high}"] for name, (low, high) in RANGES.items()}
     return {
         "label_column": f"teacher {args.teacher.name}",
+        "val_labels": "label" if val.label is not None else f"teacher {args.teacher.name}",
         "splits": {
             "train": {
                 "total": counts["views"],
@@ -139,10 +139,15 @@ def data_summary(
                 "non_useful": counts["views"] - counts["useful"],
                 "unlabelled": 0,
             },
-            "val": {"total": len(y), "useful": int(y.sum()), "non_useful": int((~y).sum()), "unlabelled": 0},
+            "val": {
+                "total": len(y) + unlabelled,
+                "useful": int(y.sum()),
+                "non_useful": int((~y).sum()),
+                "unlabelled": unlabelled,
+            },
         },
         "sources": {"train": len(photos[0]), "val": len(photos[1])},
-        "val_sources": sorted(p.name for p in photos[1]),
+        "val_sources": sorted(set(val.source) or {p.name for p in photos[1]}),
         "distortions": {**levels, "pristine": ["-"], "mix": ["blur/noise/downscale then JPEG 10-95"]},
         "view_kinds": dict(KINDS),
         "other_columns": [],
@@ -161,9 +166,8 @@ def export_checkpoint(student: torch.nn.Module, state: dict[str, Any]) -> dict[s
 def last_step(full: dict[str, Any]) -> dict[str, Any]:
     """``checkpoint.pt`` (the last step, not the best on validation) in ``best.pt``'s form, its threshold the
     last validation's: what ``export RUN/checkpoint.pt`` reads, e.g. at the end of an annealed schedule."""
-    val = full["history"][-1]["val"]
-    best = {"epoch": full["epoch"], "metric": "auroc", "value": val["auroc"], "on": "val (the teacher's decisions)"}
-    best |= {"threshold": val["best_threshold"], "test": None}
+    value, on, threshold = selection(full["history"][-1]["val"])
+    best = {"epoch": full["epoch"], "metric": "auroc", "value": value, "on": on, "threshold": threshold, "test": None}
     return {**full, "model": utility_weights(full["model_full"]), **EXPORTED, "best": best}
 
 
@@ -187,8 +191,12 @@ def plot(history: list[dict[str, Any]], path: Path) -> None:
         ("r_within_level", "r within JPEG 4-6"),
     ):
         b.plot(steps, [h["val"][key] for h in history], label=label)
+    labelled = [h for h in history if "labels" in h["val"]]
+    if labelled:
+        b.plot([h["epoch"] for h in labelled], [h["val"]["labels"]["auroc"] for h in labelled], label="AUROC vs labels")
     a.set(xlabel="step", title="distillation loss")
-    b.set(xlabel="step", title="validation: student vs teacher")
+    b.legend()
+    b.set(xlabel="step", title="validation: student vs teacher (and labels)")
     save_figure(fig, path)
 
 
@@ -203,7 +211,8 @@ def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, An
     torch.set_num_threads(args.threads)
     ckpt = resolve_resume(args, given)
     torch.manual_seed(args.seed)
-    train_photos, val_photos = photo_splits(args)
+    labelled = read_manifests(args.val_labels, keep_unlabelled=True) if args.val_labels else None
+    train_photos, val_photos = photo_splits(args, labelled)
     if not train_photos:
         raise SystemExit("image-utility distill: no training photos in PHOTOS")
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -211,11 +220,13 @@ def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, An
         log.info("removed %d temporary files left by an interrupted run", removed)
     teacher = VariantTeacher(args.teacher, bf16=args.bf16)
     specs = (student_spec(args.size), teacher.spec)
-    probe = [as_inputs(p.read_bytes(), (teacher.spec,))[0] for p in val_photos[:8]]
+    probe = [as_inputs(p.read_bytes(), (teacher.spec,))[0] for p in (val_photos or train_photos)[:8]]
     if probe:
         check_parity(teacher, normalize(torch.from_numpy(np.stack(probe)), teacher.spec).numpy())
-    val = load_valset(args, val_photos, teacher)
-    log.info("%d training photos, %d validation views of %d photos", len(train_photos), len(val.level), len(val_photos))
+    val = load_valset(args.output_dir / "val.pt", (val_photos, labelled), teacher, specs[0], args)
+    log.info(
+        "%d training photos, %d validation views of %d photos", len(train_photos), len(val.level), len(set(val.source))
+    )
     student = build_student()
     if args.init is not None and ckpt is None:  # e.g. the shipped predictor's run: the level is known from step 0
         load_matching(student, torch.load(args.init, map_location="cpu", weights_only=False)["model"], str(args.init))
@@ -289,16 +300,12 @@ def save(
     )
     row = {"epoch": step, "lr": lr_at(step - 1, args), "train": train, "val": metrics, "seconds": seconds}
     state["history"].append(row)
-    better = state["best"] is None or metrics["auroc"] > state["best"]["value"]
+    value, on, threshold = selection(metrics)
+    best = state["best"]
+    better = best is None or best.get("on") != on or value > best["value"]  # labels, once given, outrank
     if better:
-        state["best"] = {
-            "epoch": step,
-            "metric": "auroc",
-            "value": metrics["auroc"],
-            "on": "val (the teacher's decisions)",
-            "threshold": metrics["best_threshold"],
-            "test": None,
-        }
+        state["best"] = {"epoch": step, "metric": "auroc", "value": value, "on": on, "threshold": threshold}
+        state["best"]["test"] = None
     state["data"] = data_summary(args, photos, val, counts)
     state["spec"] = student_spec(args.size).to_json()
     common = {**state, "epoch": step, "args": export_args(args), "rng": torch.get_rng_state()}

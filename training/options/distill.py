@@ -31,6 +31,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--imagenet-weight", type=float, default=0.5, help="weight of the ImageNet-logit KL term")
     p.add_argument("--size", type=int, default=128, help="student input side (both views)")
     p.add_argument("--val-photos", type=int, default=60, help="held-out photos for validation (whole photos)")
+    p.add_argument(
+        "--val-labels",
+        type=Path,
+        action="append",
+        help="a label-stage output folder of held-out photos (repeatable): validation on its labelled rows, "
+        "best.pt chosen on label AUROC; those photos are never views and --val-photos is ignored",
+    )
     p.add_argument("--eval-every", type=int, default=250, help="validate and checkpoint every N steps")
     p.add_argument("--split-seed", type=int, default=0, help="the label stage's --seed (its train/test split)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="the label stage's --test-fraction")
@@ -63,6 +70,9 @@ def check(args: argparse.Namespace) -> None:
         if not path.is_dir():
             raise UsageError(f"PHOTOS {str(path)!r} is not a folder; expected a folder of pristine photos")
     existing("--teacher", args.teacher, TEACHER)
+    for path in args.val_labels or []:
+        if not any((path / name).is_file() for name in ("manifest.parquet", "manifest.csv")) and not path.is_file():
+            raise UsageError(f"--val-labels {str(path)!r} holds no manifest; expected an 'image-utility label' --out")
     if args.init is not None:
         existing("--init", args.init, "a train checkpoint file (best.pt)")
     if args.resume is not None and args.resume != "auto":

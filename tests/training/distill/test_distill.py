@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -47,6 +48,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["{photos}", "--steps", "0"], "--steps"),
         (["{photos}", "--temperature", "0"], "--temperature"),
         (["{photos}", "--teacher", "/no/such/model"], "--teacher"),
+        (["{photos}", "--val-labels", "{photos}"], "--val-labels"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(photos: Path, argv: list[str], names: str) -> None:
@@ -165,3 +167,30 @@ def test_init_starts_the_student_from_a_train_checkpoint(
     assert moved < 0.01  # one small AdamW step from the init, not a fresh draw
     with pytest.raises(UsageError, match="--init"):
         options.parse([str(photos), "--init", str(tmp_path / "missing.pt")])
+
+
+@pytest.mark.slow
+def test_labelled_validation_photos_are_held_out_and_select_the_checkpoint(photos: Path, tmp_path: Path) -> None:
+    """--val-labels: the labelled photos are never views, every labelled row is scored against its label,
+    and best.pt is chosen on label AUROC; a resume without the flag keeps it (and its cached rows)."""
+    labels = make_manifest(tmp_path / "labels")
+    df = pd.read_csv(labels / "manifest.csv")
+    df = df[df["source"].isin(["camera", "cat"])].assign(source=lambda d: d["source"] + ".jpg")
+    df.to_csv(labels / "manifest.csv", index=False)
+    run = tmp_path / "run"
+    argv = [str(photos), "--teacher", str(TEACHER), "--output-dir", str(run), "--size", "32", "--batch-size", "2"]
+    argv += ["--val-labels", str(labels), "--eval-every", "1", "--workers", "0", "--test-fraction", "0"]
+    assert cli.main([*argv, "--bf16", "off", "--steps", "2", "--max-steps", "1"]) == 0
+    assert cli.main(["--output-dir", str(run), "--resume", "auto", "--workers", "0"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        scored = h["val"]["labels"]
+        assert scored["n"] == len(df) and scored["n_useful"] == int(df["label"].sum())
+        assert set(scored["within_level"]) <= {"4", "5", "6"} and 0 <= scored["auroc_jpeg"] <= 1
+    best = torch.load(run / "best.pt", weights_only=False)
+    assert best["best"]["on"] == "val (labels)"
+    assert best["best"]["value"] == max(h["val"]["labels"]["auroc"] for h in history)
+    assert best["data"]["sources"] == {"train": len(PHOTOS) - 2, "val": 2}
+    assert best["data"]["val_sources"] == ["camera.jpg", "cat.jpg"]
+    assert best["data"]["splits"]["val"]["total"] == len(df)
