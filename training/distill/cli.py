@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from training.distill.checkpoint import data_summary, export_args, export_checkpoint
 from training.distill.loop import build_student, lr_at, student_spec, train_step
 from training.distill.teacher import VariantTeacher, check_parity
 from training.distill.validation import ValSet, format_val, load_valset, selection, validate
-from training.distill.views import KINDS, RANGES, ViewStream, as_inputs
+from training.distill.views import ViewStream, as_inputs
 from training.files import plain_args, remove_stale_temporaries, save_atomic, write_json
 from training.label.cli import list_sources
 from training.label.rows import assign_splits
@@ -84,95 +86,6 @@ def photo_splits(args: argparse.Namespace, labelled: pd.DataFrame | None) -> tup
         val = [train[i] for i in order[: args.val_photos]]
     held = set(val)
     return [p for p in train if p not in held], val
-
-
-def export_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The training arguments ``image-utility export`` and the model card read, in ``train``'s names."""
-    return {
-        "stage": "distill",
-        "task": "classification",
-        "manifest": [],
-        "label_column": "label",
-        "val_fraction": 0.0,
-        "seed": args.seed,
-        "backbone": "resnet18",
-        "pretrained": False,
-        "native_crop": True,
-        "quality_map": True,
-        "size": args.size,
-        "optimizer": "adamw",
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "schedule": "cosine",
-        "epochs": args.steps,
-        "batch_size": args.batch_size,
-        "balance": "none",
-        "bf16": args.bf16,
-        "threads": args.threads,
-        "teacher": str(args.teacher),
-        "temperature": args.temperature,
-        "imagenet_weight": args.imagenet_weight,
-        "warmup": args.warmup,
-    }
-
-
-def data_summary(
-    args: argparse.Namespace, photos: tuple[list[Path], list[Path]], val: ValSet, counts: dict[str, int]
-) -> dict[str, Any]:
-    """What the model card says of the data: views seen (with the teacher's decisions), photos per split.
-
-    ``val_sources`` names the held-out photos, so ``export`` fits its threshold and quality stack on their labels.
-    """
-    y = val.utility.numpy() > val.threshold_logit
-    unlabelled = 0
-    if val.label is not None:
-        known = np.isfinite(val.label.numpy())
-        y, unlabelled = val.label.numpy()[known] > 0.5, int((~known).sum())
-    levels = {name: [f"{low}-{high}"] for name, (low, high) in RANGES.items()}
-    return {
-        "label_column": f"teacher {args.teacher.name}",
-        "val_labels": "label" if val.label is not None else f"teacher {args.teacher.name}",
-        "splits": {
-            "train": {
-                "total": counts["views"],
-                "useful": counts["useful"],
-                "non_useful": counts["views"] - counts["useful"],
-                "unlabelled": 0,
-            },
-            "val": {
-                "total": len(y) + unlabelled,
-                "useful": int(y.sum()),
-                "non_useful": int((~y).sum()),
-                "unlabelled": unlabelled,
-            },
-        },
-        "sources": {"train": len(photos[0]), "val": len(photos[1])},
-        "val_sources": sorted(set(val.source) or {p.name for p in photos[1]}),
-        "distortions": {**levels, "pristine": ["-"], "mix": ["blur/noise/downscale then JPEG 10-95"]},
-        "view_kinds": dict(KINDS),
-        "other_columns": [],
-        "collections": [p.name for p in args.photos],
-    }
-
-
-EXPORTED = {"optimizer": None, "scheduler": None, "aux_targets": [], "side_files": {}}  # as train's best.pt
-
-
-def export_checkpoint(student: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
-    """``best.pt``: the utility network alone (no ImageNet head), as ``train`` writes it."""
-    return {"model": utility_weights(student.state_dict()), **EXPORTED, **state}
-
-
-def last_step(full: dict[str, Any]) -> dict[str, Any]:
-    """``checkpoint.pt`` (the last step, not the best on validation) in ``best.pt``'s form, its threshold the
-    last validation's: what ``export RUN/checkpoint.pt`` reads, e.g. at the end of an annealed schedule."""
-    value, on, threshold = selection(full["history"][-1]["val"])
-    best = {"epoch": full["epoch"], "metric": "auroc", "value": value, "on": on, "threshold": threshold, "test": None}
-    return {**full, "model": utility_weights(full["model_full"]), **EXPORTED, "best": best}
-
-
-def utility_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in weights.items() if not k.startswith("aux.")}  # aux: the ImageNet head
 
 
 def plot(history: list[dict[str, Any]], path: Path) -> None:
@@ -241,6 +154,7 @@ def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, An
         state.update({k: ckpt[k] for k in ("history", "best", "wall_s", "commit") if k in ckpt})
         state["command"] = "\n".join(filter(None, [ckpt.get("command"), command]))
         counts, step = ckpt["counts"], ckpt["epoch"]
+    ema = averaged(student, args.ema, ckpt)
     student.train()
     end = args.steps if args.max_steps is None else min(args.steps, step + args.max_steps)
     totals: dict[str, float] = {}
@@ -254,6 +168,8 @@ def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, An
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
         parts = train_step(student, teacher, optimizer, batch, specs, args)
+        if ema is not None:
+            ema.update_parameters(student)
         for k, v in parts.items():
             if k != "useful":
                 totals[k] = totals.get(k, 0.0) + v
@@ -267,7 +183,7 @@ def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, An
             seconds = time.perf_counter() - t0
             train["views_per_s"] = totals["views_per_step"] / seconds
             state["wall_s"] += seconds
-            save(student, optimizer, step, args, state, counts, train, val, seconds, (train_photos, val_photos))
+            save((student, ema), optimizer, step, args, state, counts, train, val, seconds, (train_photos, val_photos))
             totals, since, t0 = {}, 0, time.perf_counter()
     bar.close()
     summary = {k: state[k] for k in ("best", "wall_s", "commit")}
@@ -275,8 +191,20 @@ def run(args: argparse.Namespace, given: set[str], command: str) -> dict[str, An
     return summary
 
 
+def averaged(student: torch.nn.Module, decay: float, ckpt: dict[str, Any] | None) -> AveragedModel | None:
+    """The exponential moving average of the student's weights and BatchNorm statistics (as torchvision's
+    references keep it), validated and exported in the student's place; resumed, or started at the student."""
+    if not decay:
+        return None
+    ema = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    if ckpt is not None and ckpt.get("model_ema") is not None:
+        ema.module.load_state_dict(ckpt["model_ema"])
+        ema.n_averaged.fill_(1)  # average from here on rather than copy the student at the first update
+    return ema
+
+
 def save(
-    student: torch.nn.Module,
+    nets: tuple[torch.nn.Module, AveragedModel | None],
     optimizer: torch.optim.Optimizer,
     step: int,
     args: argparse.Namespace,
@@ -289,7 +217,9 @@ def save(
 ) -> None:
     """Validate; write best.pt when better, then history, curve and checkpoint.pt (last, so a kill
     before it replays these steps and best.pt never runs ahead of the checkpoint a resume takes)."""
-    metrics = validate(student, val, student_spec(args.size), args.bf16)
+    student, ema = nets
+    scored = student if ema is None else ema.module
+    metrics = validate(scored, val, student_spec(args.size), args.bf16)
     log.info(
         "step %d/%d: loss %.4f, %.1f views/s | val %s",
         step,
@@ -310,12 +240,13 @@ def save(
     state["spec"] = student_spec(args.size).to_json()
     common = {**state, "epoch": step, "args": export_args(args), "rng": torch.get_rng_state()}
     if better:
-        save_atomic(args.output_dir / "best.pt", partial(torch.save, export_checkpoint(student, common)))
+        save_atomic(args.output_dir / "best.pt", partial(torch.save, export_checkpoint(scored, common)))
     write_json(args.output_dir / "history.json", state["history"])
     plot(state["history"], args.output_dir / "curve.png")
     full = {
         **common,
         "model_full": student.state_dict(),
+        "model_ema": None if ema is None else ema.module.state_dict(),
         "optimizer": optimizer.state_dict(),
         "counts": counts,
         "distill_args": plain_args(args),

@@ -46,7 +46,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     file = path / "best.pt" if path.is_dir() else path
     ckpt = torch.load(file, map_location="cpu", weights_only=False)
     if "model" not in ckpt and "model_full" in ckpt:  # a distill run's checkpoint.pt: its last step
-        from training.distill.cli import last_step
+        from training.distill.checkpoint import last_step
 
         ckpt = last_step(ckpt)
     last = file.parent / "checkpoint.pt"

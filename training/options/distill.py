@@ -26,6 +26,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="decay of an exponential moving average of the weights, validated and exported instead (0: off)",
+    )
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
     p.add_argument("--temperature", type=float, default=4.0, help="of the utility logit's soft target")
     p.add_argument("--imagenet-weight", type=float, default=0.5, help="weight of the ImageNet-logit KL term")
@@ -83,6 +89,7 @@ def check(args: argparse.Namespace) -> None:
         in_range(f"--{name.replace('_', '-')}", getattr(args, name), 0)
     in_range("--max-steps", args.max_steps, 1)
     in_range("--lr", args.lr, 0, strict=True)
+    in_range("--ema", args.ema, 0, 0.99999)
     in_range("--temperature", args.temperature, 0, strict=True)
     in_range("--test-fraction", args.test_fraction, 0, 0.9)
 

@@ -20,6 +20,7 @@ from app.engine import UtilityModel
 from app.jpegquality import image_quality
 from app.usage import UsageError
 from training.distill import cli
+from training.distill.checkpoint import last_step
 from training.distill.loop import distill_loss, lr_at, student_spec
 from training.distill.teacher import VariantTeacher, check_parity
 from training.distill.views import KINDS, ViewStream, as_inputs, distort
@@ -49,6 +50,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["{photos}", "--temperature", "0"], "--temperature"),
         (["{photos}", "--teacher", "/no/such/model"], "--teacher"),
         (["{photos}", "--val-labels", "{photos}"], "--val-labels"),
+        (["{photos}", "--ema", "1"], "--ema"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(photos: Path, argv: list[str], names: str) -> None:
@@ -172,7 +174,8 @@ def test_init_starts_the_student_from_a_train_checkpoint(
 @pytest.mark.slow
 def test_labelled_validation_photos_are_held_out_and_select_the_checkpoint(photos: Path, tmp_path: Path) -> None:
     """--val-labels: the labelled photos are never views, every labelled row is scored against its label,
-    and best.pt is chosen on label AUROC; a resume without the flag keeps it (and its cached rows)."""
+    and best.pt is chosen on label AUROC; a resume without the flag keeps it (and its cached rows). With
+    --ema the weights' moving average is what is scored and exported."""
     labels = make_manifest(tmp_path / "labels")
     df = pd.read_csv(labels / "manifest.csv")
     df = df[df["source"].isin(["camera", "cat"])].assign(source=lambda d: d["source"] + ".jpg")
@@ -180,7 +183,7 @@ def test_labelled_validation_photos_are_held_out_and_select_the_checkpoint(photo
     run = tmp_path / "run"
     argv = [str(photos), "--teacher", str(TEACHER), "--output-dir", str(run), "--size", "32", "--batch-size", "2"]
     argv += ["--val-labels", str(labels), "--eval-every", "1", "--workers", "0", "--test-fraction", "0"]
-    assert cli.main([*argv, "--bf16", "off", "--steps", "2", "--max-steps", "1"]) == 0
+    assert cli.main([*argv, "--bf16", "off", "--steps", "2", "--max-steps", "1", "--ema", "0.5"]) == 0
     assert cli.main(["--output-dir", str(run), "--resume", "auto", "--workers", "0"]) == 0
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
@@ -194,3 +197,7 @@ def test_labelled_validation_photos_are_held_out_and_select_the_checkpoint(photo
     assert best["data"]["sources"] == {"train": len(PHOTOS) - 2, "val": 2}
     assert best["data"]["val_sources"] == ["camera.jpg", "cat.jpg"]
     assert best["data"]["splits"]["val"]["total"] == len(df)
+    full = torch.load(run / "checkpoint.pt", weights_only=False)
+    exported = last_step(full)["model"]
+    assert exported and all(torch.equal(w, full["model_ema"][k]) for k, w in exported.items())
+    assert not all(torch.equal(w, full["model_full"][k]) for k, w in exported.items())
