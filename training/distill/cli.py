@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from app.usage import UsageError
 from training.distill.checkpoint import data_summary, export_args, export_checkpoint
 from training.distill.loop import build_student, lr_at, student_spec, train_step
 from training.distill.teacher import VariantTeacher, check_parity
@@ -254,10 +255,26 @@ def save(
     save_atomic(args.output_dir / "checkpoint.pt", partial(torch.save, full))
 
 
+def link_val_photos(args: argparse.Namespace) -> int:
+    """Links to the seeded held-out photos in one folder, the input of ``image-utility label``."""
+    _, val = photo_splits(args, None)
+    if len({p.name for p in val}) < len(val):
+        raise UsageError("--link-val-photos: two held-out photos share a file name; give the folders apart")
+    args.link_val_photos.mkdir(parents=True, exist_ok=True)
+    for path in val:
+        link = args.link_val_photos / path.name
+        if not link.exists():
+            link.symlink_to(path.resolve())
+    log.info("%d held-out photos linked in %s", len(val), args.link_val_photos)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     setup_logging(args.verbose)
+    if args.link_val_photos is not None:
+        return link_val_photos(args)
     summary = run(args, explicit_flags(get_parser(), argv), "image-utility distill " + shlex.join(argv))
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

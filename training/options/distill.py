@@ -44,6 +44,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="a label-stage output folder of held-out photos (repeatable): validation on its labelled rows, "
         "best.pt chosen on label AUROC; those photos are never views and --val-photos is ignored",
     )
+    p.add_argument(
+        "--link-val-photos",
+        type=Path,
+        default=None,
+        help="write links to the --val-photos held-out photos into this folder and exit (to label them: "
+        "image-utility label DIR ..., then --val-labels)",
+    )
     p.add_argument("--eval-every", type=int, default=250, help="validate and checkpoint every N steps")
     p.add_argument("--split-seed", type=int, default=0, help="the label stage's --seed (its train/test split)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="the label stage's --test-fraction")

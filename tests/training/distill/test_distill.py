@@ -176,12 +176,17 @@ def test_labelled_validation_photos_are_held_out_and_select_the_checkpoint(photo
     """--val-labels: the labelled photos are never views, every labelled row is scored against its label,
     and best.pt is chosen on label AUROC; a resume without the flag keeps it (and its cached rows). With
     --ema the weights' moving average is what is scored and exported."""
-    labels = make_manifest(tmp_path / "labels")
-    df = pd.read_csv(labels / "manifest.csv")
-    df = df[df["source"].isin(["camera", "cat"])].assign(source=lambda d: d["source"] + ".jpg")
-    df.to_csv(labels / "manifest.csv", index=False)
     run = tmp_path / "run"
     argv = [str(photos), "--teacher", str(TEACHER), "--output-dir", str(run), "--size", "32", "--batch-size", "2"]
+    held = tmp_path / "held-out"
+    assert cli.main([*argv, "--val-photos", "2", "--test-fraction", "0", "--link-val-photos", str(held)]) == 0
+    names = sorted(p.name for p in held.iterdir())
+    assert len(names) == 2 and all((held / n).resolve() == (photos / n).resolve() for n in names)
+    assert not run.exists()
+    labels = make_manifest(tmp_path / "labels")  # as 'image-utility label HELD' would: rows of those photos
+    df = pd.read_csv(labels / "manifest.csv")
+    df = df[(df["source"] + ".jpg").isin(names)].assign(source=lambda d: d["source"] + ".jpg")
+    df.to_csv(labels / "manifest.csv", index=False)
     argv += ["--val-labels", str(labels), "--eval-every", "1", "--workers", "0", "--test-fraction", "0"]
     assert cli.main([*argv, "--bf16", "off", "--steps", "2", "--max-steps", "1", "--ema", "0.5"]) == 0
     assert cli.main(["--output-dir", str(run), "--resume", "auto", "--workers", "0"]) == 0
@@ -189,13 +194,13 @@ def test_labelled_validation_photos_are_held_out_and_select_the_checkpoint(photo
     assert [h["epoch"] for h in history] == [1, 2]
     for h in history:
         scored = h["val"]["labels"]
-        assert scored["n"] == len(df) and scored["n_useful"] == int(df["label"].sum())
+        assert scored["n"] == int(df["label"].notna().sum()) and scored["n_useful"] == int(df["label"].sum())
         assert set(scored["within_level"]) <= {"4", "5", "6"} and 0 <= scored["auroc_jpeg"] <= 1
     best = torch.load(run / "best.pt", weights_only=False)
     assert best["best"]["on"] == "val (labels)"
     assert best["best"]["value"] == max(h["val"]["labels"]["auroc"] for h in history)
     assert best["data"]["sources"] == {"train": len(PHOTOS) - 2, "val": 2}
-    assert best["data"]["val_sources"] == ["camera.jpg", "cat.jpg"]
+    assert best["data"]["val_sources"] == names
     assert best["data"]["splits"]["val"]["total"] == len(df)
     full = torch.load(run / "checkpoint.pt", weights_only=False)
     exported = last_step(full)["model"]
