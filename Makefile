@@ -101,14 +101,23 @@ predictor-lite0: $(STAMP_DEV)
 	  --out $(RUNS)/lite0/scorecard
 
 # Distillation of the teacher-backed variant into the ResNet-18 (docs/training.md, "Distillation"):
-# fresh views of the three training collections' train splits (never imagenet-val), the bundled
-# variant as teacher. Long: it checkpoints every 100 steps; run it again to continue (--resume auto).
-DISTILL_STEPS ?= 6000
+# fresh views of the train splits of the classification collections and of the detection sets' photos
+# (never imagenet-val), the bundled variant as teacher. 300 of the classification train photos are held
+# out and labelled (jpeg + near-pristine + pristine, blur/noise/downscale at 4 and 6): the checkpoint is
+# chosen on those labels, with the weights' moving average. Long: it checkpoints every 100 steps; run it
+# again to continue (--resume auto); a larger DISTILL_STEPS extends it.
+DISTILL_STEPS ?= 20000
+DISTILL_CLS := $(DATA)/imagenet-sample $(DATA)/imagen $(DATA)/pixabay/imagenet-class
+DISTILL_VAL := $(LABELS)/distill-val $(LABELS)/other/distill-val
 predictor-distill: $(STAMP_DEV)
-	$(BIN)/image-utility distill $(DATA)/imagenet-sample $(DATA)/imagen $(DATA)/pixabay/imagenet-class \
+	$(BIN)/image-utility distill $(DISTILL_CLS) --val-photos 300 --link-val-photos $(RUNS)/distill-val-photos
+	$(LABEL) $(RUNS)/distill-val-photos --distortions jpeg,jpeg-hq,pristine --out $(LABELS)/distill-val
+	$(LABEL) $(RUNS)/distill-val-photos --distortions blur,noise,downscale --levels 4,6 --out $(LABELS)/other/distill-val
+	$(BIN)/image-utility distill $(DISTILL_CLS) $(DATA)/coco128/images $(DATA)/pixabay/coco/images \
+	  $(foreach m,$(DISTILL_VAL),--val-labels $(m)) --ema 0.998 \
 	  --teacher models/utility-classification-lite0 --output-dir $(RUNS)/distill --steps $(DISTILL_STEPS) \
-	  --eval-every 100 --resume auto
-	$(BIN)/image-utility export $(RUNS)/distill/checkpoint.pt $(foreach m,$(JPEG_SETS),--manifest $(m)) --threshold 0.5 \
+	  --eval-every 100 --resume auto $(if $(DISTILL_MAX),--max-steps $(DISTILL_MAX))
+	$(BIN)/image-utility export $(RUNS)/distill $(foreach m,$(JPEG_SETS),--manifest $(m)) \
 	  --name utility-classification --int8 --models-dir $(MODELS_OUT)
 	$(BIN)/python -m training.evaluate.scorecard $(SCORE_SETS) --unseen $(LABELS)/imagenet-val \
 	  --model $(MODELS_OUT)/utility-classification --out $(RUNS)/distill/scorecard
