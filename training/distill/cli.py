@@ -17,6 +17,7 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from app.usage import UsageError
 from training.distill.checkpoint import data_summary, export_args, export_checkpoint
@@ -197,11 +198,26 @@ def averaged(student: torch.nn.Module, decay: float, ckpt: dict[str, Any] | None
     references keep it), validated and exported in the student's place; resumed, or started at the student."""
     if not decay:
         return None
-    ema = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema = AveragedModel(student, multi_avg_fn=ema_update(decay), use_buffers=True)
     if ckpt is not None and ckpt.get("model_ema") is not None:
         ema.module.load_state_dict(ckpt["model_ema"])
-        ema.n_averaged.fill_(1)  # average from here on rather than copy the student at the first update
+        ema.n_averaged.fill_(ckpt.get("ema_updates", 1))
     return ema
+
+
+def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """In-place EMA step with timm's warm-up, decay min(decay, (1 + n) / (10 + n)) after n updates: early on
+    the average follows the student instead of keeping the first weights for thousands of steps."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        if not averaged[0].is_floating_point():  # grouped by dtype: BatchNorm's step counters are copied
+            torch._foreach_copy_(averaged, current)
+            return
+        done = float(n)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + done) / (10.0 + done)))
+
+    return update
 
 
 def save(
@@ -248,6 +264,7 @@ def save(
         **common,
         "model_full": student.state_dict(),
         "model_ema": None if ema is None else ema.module.state_dict(),
+        "ema_updates": 0 if ema is None else int(ema.n_averaged),
         "optimizer": optimizer.state_dict(),
         "counts": counts,
         "distill_args": plain_args(args),

@@ -205,4 +205,5 @@ def test_labelled_validation_photos_are_held_out_and_select_the_checkpoint(photo
     full = torch.load(run / "checkpoint.pt", weights_only=False)
     exported = last_step(full)["model"]
     assert exported and all(torch.equal(w, full["model_ema"][k]) for k, w in exported.items())
+    assert full["ema_updates"] == 2  # one a step, counted across the resume (the warm-up reads it)
     assert not all(torch.equal(w, full["model_full"][k]) for k, w in exported.items())
