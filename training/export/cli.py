@@ -66,6 +66,8 @@ def build_variants(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, stag
     spec = PreprocessSpec.from_json(ckpt["spec"])
     model = model_from_checkpoint(ckpt)
     test, train = df[df["split"] == "test"], df[df["split"] == "train"]
+    if not len(train):  # a distill run's manifests may hold only its held-out photos: their images, never trained on
+        train = df[df["split"] == "val"]
     fp32 = to_onnx(model, spec.size, stage / "fp32" / "1" / "model.onnx", args.opset, spec.channels)
     threshold = default_threshold(ckpt)
     contract = ModelContract(task=ckpt["args"]["task"], version="staging", preprocess=spec, threshold=threshold)

@@ -207,3 +207,8 @@ def test_labelled_validation_photos_are_held_out_and_select_the_checkpoint(photo
     assert exported and all(torch.equal(w, full["model_ema"][k]) for k, w in exported.items())
     assert full["ema_updates"] == 2  # one a step, counted across the resume (the warm-up reads it)
     assert not all(torch.equal(w, full["model_full"][k]) for k, w in exported.items())
+    # exported with only those photos' labels (all of them 'val'): int8 calibrates on their images
+    df.assign(split="train").to_csv(labels / "manifest.csv", index=False)
+    argv = [str(run), "--manifest", str(labels), "--models-dir", str(tmp_path / "models"), "--int8"]
+    assert export.main([*argv, "--calib-images", "4"]) == 0
+    assert (tmp_path / "models" / "utility-classification" / "1" / "model.onnx").is_file()
