@@ -74,8 +74,6 @@ MODELS_OUT ?= /work/state/models
 TRAIN_SETS := $(LABELS)/imagenet-sample $(LABELS)/other/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
 # scored, not trained on: training on re-encoded rows cost more on honest files than it bought (docs/training.md)
 SCORE_SETS := $(TRAIN_SETS) $(LABELS)/reencode/imagenet-sample
-# the distilled student's export measures int8 against fp32 on these collections' test rows
-JPEG_SETS := $(LABELS)/imagenet-sample $(LABELS)/imagen $(LABELS)/pixabay-imagenet-class
 # bf16 autocast only where the CPU has it natively: emulated (AVX2 only) it is 15-25x slower than fp32
 BF16 ?= $(shell grep -qsE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo --bf16)
 predictor: $(STAMP_DEV)
@@ -104,7 +102,8 @@ predictor-lite0: $(STAMP_DEV)
 # fresh views of the train splits of the classification collections and of the detection sets' photos
 # (never imagenet-val), the bundled variant as teacher. 300 of the classification train photos are held
 # out and labelled (jpeg + near-pristine + pristine, blur/noise/downscale at 4 and 6): the checkpoint is
-# chosen on those labels, with the weights' moving average. Long: it checkpoints every 100 steps; run it
+# chosen on those labels, with the weights' moving average, and its logit stacked with the header's log
+# quality on them. Long: it checkpoints every 100 steps; run it
 # again to continue (--resume auto); a larger DISTILL_STEPS extends it.
 DISTILL_STEPS ?= 20000
 DISTILL_CLS := $(DATA)/imagenet-sample $(DATA)/imagen $(DATA)/pixabay/imagenet-class
@@ -117,7 +116,7 @@ predictor-distill: $(STAMP_DEV)
 	  $(foreach m,$(DISTILL_VAL),--val-labels $(m)) --ema 0.998 \
 	  --teacher models/utility-classification-lite0 --output-dir $(RUNS)/distill --steps $(DISTILL_STEPS) \
 	  --eval-every 100 --resume auto $(if $(DISTILL_MAX),--max-steps $(DISTILL_MAX))
-	$(BIN)/image-utility export $(RUNS)/distill $(foreach m,$(JPEG_SETS),--manifest $(m)) \
+	$(BIN)/image-utility export $(RUNS)/distill --manifest $(LABELS)/distill-val --stack-quality \
 	  --name utility-classification --int8 --models-dir $(MODELS_OUT)
-	$(BIN)/python -m training.evaluate.scorecard $(SCORE_SETS) --unseen $(LABELS)/imagenet-val \
+	$(BIN)/python -m training.evaluate.scorecard --unseen $(LABELS)/imagenet-val \
 	  --model $(MODELS_OUT)/utility-classification --out $(RUNS)/distill/scorecard
