@@ -83,9 +83,14 @@ def check(args: argparse.Namespace) -> None:
         if not path.is_dir():
             raise UsageError(f"PHOTOS {str(path)!r} is not a folder; expected a folder of pristine photos")
     existing("--teacher", args.teacher, TEACHER)
+    from training.manifest import ManifestError, find_manifest  # pandas, not torch: still fast to refuse
+
     for path in args.val_labels or []:
-        if not any((path / name).is_file() for name in ("manifest.parquet", "manifest.csv")) and not path.is_file():
-            raise UsageError(f"--val-labels {str(path)!r} holds no manifest; expected an 'image-utility label' --out")
+        try:
+            find_manifest(path)
+        except ManifestError:
+            msg = f"--val-labels {str(path)!r} holds no manifest; expected an 'image-utility label' --out"
+            raise UsageError(msg) from None
     if args.init is not None:
         existing("--init", args.init, "a train checkpoint file (best.pt)")
     if args.resume is not None and args.resume != "auto":
