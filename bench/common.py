@@ -90,6 +90,23 @@ def resolve_model(models_dir: Path, work: Path) -> ModelUnderTest:
     return ModelUnderTest(folder.name, folder, source, model.spec.size, onnx_precision(model.path))
 
 
+def model_spec(model: ModelUnderTest):
+    """The model's preprocessing, read from its ONNX metadata as the service reads it."""
+    from app.engine import UtilityModel
+
+    return UtilityModel(model.name, model.folder, ["CPUExecutionProvider"], 1).spec
+
+
+def serve_dir(work: Path, folder: Path) -> Path:
+    """A models folder holding only ``folder`` (the service serves every folder it finds)."""
+    d = work / f"serve-{folder.name}"
+    d.mkdir(parents=True, exist_ok=True)
+    link = d / folder.name
+    if not link.exists():
+        link.symlink_to(folder.resolve(), target_is_directory=True)
+    return d
+
+
 def make_jpegs(source: Path | None, out: Path, count: int) -> dict[str, Path]:
     """``count`` real photos re-encoded at each size into ``out/<label>/``; never committed."""
     if source is not None:

@@ -27,10 +27,19 @@ from app.osthreads import name_os_thread
 from app.preprocess import PreprocessSpec, preprocess_bytes
 from app.settings import Settings
 from bench import model_only, service
-from bench.common import REPO, default_image_source, dump, loadavg, machine_info, make_jpegs, read_dir, real_batch
+from bench.common import (
+    REPO,
+    default_image_source,
+    dump,
+    loadavg,
+    machine_info,
+    make_jpegs,
+    model_spec,
+    read_dir,
+    real_batch,
+    serve_dir,
+)
 from bench.common import resolve_model as _resolve
-from bench.run import _spec as model_spec
-from bench.run import serve_dir
 
 log = logging.getLogger("bench.floor")
 _ANSWER = b'{"useful":true,"label":"useful","confidence":0.9,"p_useful":0.9,"threshold":0.5}'

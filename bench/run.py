@@ -1,8 +1,9 @@
-"""``make bench``: model-only ceiling, decode cost, the service under load, int8, the LitServe peer.
+"""``make bench``: model-only ceiling, decode cost, the service under load, the cap and the peers, int8.
 
-    python -m bench.run [--models-dir models] [--seconds 8] [--out bench/results] [--skip-peer] [--skip-int8]
+    python -m bench.run [--models-dir models] [--seconds 8] [--rounds 2] [--out bench/results]
+        [--skip-peers litserve mosec] [--skip-compare] [--skip-int8]
 
-Everything runs in one process tree on 127.0.0.1 and stops by itself (about 5-7 minutes on
+Everything runs in one process tree on 127.0.0.1 and stops by itself (about 12 minutes on
 2 cores). Writes ``latest.json``, ``latest.md`` and ``latest.png`` into ``--out``. The test JPEGs
 are made at run time in a temporary folder and never kept.
 """
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from app.settings import Settings
-from bench import decode, model_only, report, service
+from bench import compare, decode, model_only, report, service
 from bench.common import (
     REPO,
     ModelUnderTest,
@@ -27,24 +28,17 @@ from bench.common import (
     loadavg,
     machine_info,
     make_jpegs,
+    model_spec,
     onnx_precision,
     read_dir,
     real_batch,
     resolve_model,
+    serve_dir,
 )
+from bench.peers import PEERS
 
 log = logging.getLogger("bench")
 CONCURRENCY = (1, 4, 16, 64)
-
-
-def serve_dir(work: Path, folder: Path) -> Path:
-    """A models folder holding only ``folder`` (the service serves every folder it finds)."""
-    d = work / f"serve-{folder.name}"
-    d.mkdir(parents=True, exist_ok=True)
-    link = d / folder.name
-    if not link.exists():
-        link.symlink_to(folder.resolve(), target_is_directory=True)
-    return d
 
 
 def service_runs(model: ModelUnderTest, work: Path, dirs: dict[str, Path], args, sample) -> dict:
@@ -69,40 +63,7 @@ def service_runs(model: ModelUnderTest, work: Path, dirs: dict[str, Path], args,
                 r = service.measure(base, pid, dirs[label], c, args.seconds)
                 runs.append({"images": label, "body": "raw", **r})
                 log.info("service %s c=%d: %.1f img/s p99 %.0f ms", label, c, r["throughput_rps"], r["p99_ms"])
-        if not args.skip_peer:
-            for c in CONCURRENCY:
-                r = service.measure(base, pid, dirs["224"], c, args.seconds, multipart="file")
-                runs.append({"images": "224", "body": "multipart", **r})
-                log.info("service multipart 224 c=%d: %.1f img/s", c, r["throughput_rps"])
     return {"runs": runs, "model_only_b8_bracket": bracket}
-
-
-PEER_LAYOUTS = {
-    # the same compute layout as ours: one single-threaded model call per core
-    "workers-per-core": lambda cpus: {"workers": cpus, "threads": 1},
-    # LitServe's default single worker, letting onnxruntime use every core
-    "one-worker-all-cores": lambda cpus: {"workers": 1, "threads": 0},
-}
-
-
-def peer_runs(model: ModelUnderTest, work: Path, dirs: dict[str, Path], args) -> dict:
-    """LitServe with our batching settings, in two worker layouts; the better one is the reference."""
-    s = Settings()
-    layouts = {}
-    for layout, make in PEER_LAYOUTS.items():
-        cfg = {"max_batch_size": s.max_batch_size, "batch_timeout_ms": s.max_wait_ms, **make(s.cpu_count)}
-        cmd = [sys.executable, "-m", "bench.peer", str(model.folder), "--port", "{port}"]
-        cmd += ["--max-batch-size", str(cfg["max_batch_size"]), "--batch-timeout-ms", str(cfg["batch_timeout_ms"])]
-        cmd += ["--threads", str(cfg["threads"]), "--workers", str(cfg["workers"])]
-        runs = []
-        with service.server(cmd, "/health", service._env(), work / "peer.log") as (base, pid):
-            for c in CONCURRENCY:
-                r = service.measure(base, pid, dirs["224"], c, args.seconds, "file", path="/predict", metrics=False)
-                runs.append({"images": "224", "body": "multipart", **r})
-                log.info("litserve %s 224 c=%d: %.1f img/s p99 %.0f ms", layout, c, r["throughput_rps"], r["p99_ms"])
-        layouts[layout] = {"config": cfg, "runs": runs}
-    best = max(layouts, key=lambda k: max(r["throughput_rps"] for r in layouts[k]["runs"]))
-    return {"framework": "litserve", "reference": best, "layouts": layouts, **layouts[best]}
 
 
 def int8_section(model: ModelUnderTest, work: Path, payloads: dict, sample, args) -> dict:
@@ -113,7 +74,7 @@ def int8_section(model: ModelUnderTest, work: Path, payloads: dict, sample, args
         out["note"] = "the bundled model.onnx is already int8 (training shipped it); fp32 not measured here"
         return out
     t0 = time.perf_counter()
-    calib = real_batch(payloads["224"], _spec(model), 32)
+    calib = real_batch(payloads["224"], model_spec(model), 32)
     folder = quantize_folder(model.folder, work / "int8", calib)
     out["quantize_s"] = round(time.perf_counter() - t0, 1)
     out["recipe"] = "static QDQ, per-channel int8 weights, uint8 activations, MinMax on 32 bench photos"
@@ -136,12 +97,6 @@ def int8_section(model: ModelUnderTest, work: Path, payloads: dict, sample, args
     return out
 
 
-def _spec(model: ModelUnderTest):
-    from app.engine import UtilityModel
-
-    return UtilityModel(model.name, model.folder, ["CPUExecutionProvider"], 1).spec
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", type=Path, default=REPO / "models")
@@ -152,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-seconds", type=float, default=1.5, help="length of each model-only batch size")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--name", default="latest", help="basename of the result files")
-    p.add_argument("--budget-s", type=float, default=540.0, help="skip the peer and int8 sections past this")
-    p.add_argument("--skip-peer", action="store_true")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the cap and peer comparison")
+    p.add_argument("--sweep-seconds", type=float, default=4.0, help="length of each peer sweep run")
+    p.add_argument("--budget-s", type=float, default=1500.0, help="skip the comparison and int8 sections past this")
+    p.add_argument("--skip-peers", nargs="*", default=[], choices=sorted(PEERS), help="peers left out")
+    p.add_argument("--skip-compare", action="store_true", help="no cap or peer comparison")
     p.add_argument("--skip-int8", action="store_true")
     args = p.parse_args(argv)
     exit_on_sigterm()
@@ -173,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         model = resolve_model(args.models_dir, work)
-        spec = _spec(model)
+        spec = model_spec(model)
         result["model"] = model.as_dict()
         log.info("model %s (%s, %s, input %d)", model.name, model.source, model.precision, model.size)
         source = args.images or default_image_source()
@@ -197,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         result["loadavg"]["before_service"] = loadavg()
         result["service"] = service_runs(model, work, dirs, args, sample)
         result["loadavg"]["after_service"] = loadavg()
-        over = time.perf_counter() - started > args.budget_s * 0.6
+        over = time.perf_counter() - started > args.budget_s * 0.4
         if over:
-            log.warning("over 60%% of the %.0f s budget: peer and int8 skipped", args.budget_s)
-        result["peer"] = None if args.skip_peer or over else peer_runs(model, work, dirs, args)
+            log.warning("over 40%% of the %.0f s budget: comparison and int8 skipped", args.budget_s)
+        if not (args.skip_compare or over):
+            result["compare"] = compare.run(model, work, dirs, settings.cpu_count, args)
+            c1 = next(r for r in result["service"]["runs"] if r["images"] == "224" and r["concurrency"] == 1)
+            result["compare_summary"] = compare.summary(result["compare"], result["model_only"], c1["p50_ms"])
         over = over or time.perf_counter() - started > args.budget_s * 0.8
         result["int8"] = None if args.skip_int8 or over else int8_section(model, work, payloads, sample, args)
         result["skipped_for_time"] = over

@@ -24,8 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench import service
-from bench.common import REPO, default_image_source, make_jpegs, resolve_model
-from bench.run import serve_dir
+from bench.common import REPO, default_image_source, make_jpegs, resolve_model, serve_dir
 
 PROBE_CAP_S = 15.0
 POST = b"POST /utility HTTP/1.1\r\nHost: x\r\n"

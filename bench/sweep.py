@@ -26,11 +26,12 @@ from bench.common import (
     loadavg,
     machine_info,
     make_jpegs,
+    model_spec,
     read_dir,
     real_batch,
+    serve_dir,
 )
 from bench.common import resolve_model as _resolve
-from bench.run import _spec, serve_dir
 
 log = logging.getLogger("bench.sweep")
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         model = _resolve(args.models_dir, work)
         out["model"] = model.as_dict()
         dirs = make_jpegs(default_image_source(), work / "img", 48)
-        sample = real_batch(read_dir(dirs["224"]), _spec(model), 16)
+        sample = real_batch(read_dir(dirs["224"]), model_spec(model), 16)
         for rnd in range(args.rounds):
             for name, env in configs.items():
                 mo = model_only.measure(model.onnx, sample, (8,), 1.5)[0]["images_per_s"]

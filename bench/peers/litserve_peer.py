@@ -1,7 +1,7 @@
-"""The peer: the same ONNX model and the same preprocessing served by LitServe, for a side by side.
+"""The LitServe peer: the same ONNX model and the same preprocessing served by LitServe, for a side by side.
 
-    python -m bench.peer MODEL_FOLDER --port 8100 [--max-batch-size 16] [--batch-timeout-ms 4] [--threads 1]
-        [--workers 2]
+    python -m bench.peers.litserve_peer MODEL_FOLDER --port 8100 [--max-batch-size 16]
+        [--batch-timeout-ms 4] [--threads 1] [--workers 2]
 
 POST /predict with a multipart part named ``file`` -> {"p_useful": ...}. LitServe runs
 ``decode_request`` (our ``preprocess_bytes``), ``batch``, ``predict`` (our ``UtilityModel.predict``,
@@ -46,7 +46,7 @@ class UtilityAPI(ls.LitAPI):
 
     def encode_response(self, output):
         p = float(output)
-        return {"useful": p >= 0.5, "p_useful": round(p, 6)}
+        return {"useful": p >= self.model.default_threshold, "p_useful": round(p, 6)}
 
 
 def main(argv: list[str] | None = None) -> int:
