@@ -32,7 +32,7 @@ from training.distill.checkpoint import data_summary, export_args, export_checkp
 from training.distill.loop import build_student, lr_at, student_spec, train_step
 from training.distill.teacher import VariantTeacher, check_parity
 from training.distill.validation import ValSet, format_val, load_valset, selection, validate
-from training.distill.views import ViewStream, as_inputs
+from training.distill.views import ViewSettings, ViewStream, as_inputs
 from training.files import plain_args, remove_stale_temporaries, save_atomic, write_json
 from training.label.cli import list_sources
 from training.label.rows import assign_splits
@@ -116,7 +116,8 @@ def plot(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def views(args: argparse.Namespace, photos: list[Path], specs: tuple, start: int) -> torch.utils.data.DataLoader:
-    stream = ViewStream(photos, specs, args.seed, start)
+    settings = ViewSettings(min_area=args.crop_area, mixup_p=args.mixup)
+    stream = ViewStream(photos, specs, args.seed, start, settings)
     return torch.utils.data.DataLoader(
         stream, batch_size=args.batch_size, num_workers=args.workers, prefetch_factor=4 if args.workers else None
     )

@@ -36,6 +36,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=4.0, help="of the utility logit's soft target")
     p.add_argument("--imagenet-weight", type=float, default=0.5, help="weight of the ImageNet-logit KL term")
     p.add_argument("--size", type=int, default=128, help="student input side (both views)")
+    p.add_argument(
+        "--mixup", type=float, default=0.15, help="probability that a view blends in a second photo (function matching)"
+    )
+    p.add_argument("--crop-area", type=float, default=0.3, help="smallest random crop, as a share of the photo's area")
     p.add_argument("--val-photos", type=int, default=60, help="held-out photos for validation (whole photos)")
     p.add_argument(
         "--val-labels",
@@ -103,6 +107,8 @@ def check(args: argparse.Namespace) -> None:
     in_range("--lr", args.lr, 0, strict=True)
     in_range("--ema", args.ema, 0, 0.99999)
     in_range("--temperature", args.temperature, 0, strict=True)
+    in_range("--mixup", args.mixup, 0, 1)
+    in_range("--crop-area", args.crop_area, 0.01, 1)
     in_range("--test-fraction", args.test_fraction, 0, 0.9)
 
 

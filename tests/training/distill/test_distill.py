@@ -23,7 +23,7 @@ from training.distill import cli
 from training.distill.checkpoint import last_step
 from training.distill.loop import distill_loss, lr_at, student_spec
 from training.distill.teacher import VariantTeacher, check_parity
-from training.distill.views import KINDS, ViewStream, as_inputs, distort
+from training.distill.views import KINDS, ViewSettings, ViewStream, as_inputs, distort
 from training.export import cli as export
 from training.options import distill as options
 from training.options import native_bf16
@@ -51,6 +51,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["{photos}", "--teacher", "/no/such/model"], "--teacher"),
         (["{photos}", "--val-labels", "{photos}"], "--val-labels"),
         (["{photos}", "--ema", "1"], "--ema"),
+        (["{photos}", "--mixup", "1.5"], "--mixup"),
+        (["{photos}", "--crop-area", "0"], "--crop-area"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(photos: Path, argv: list[str], names: str) -> None:
@@ -91,6 +93,12 @@ def test_views_depend_on_seed_and_start_only(photos: Path) -> None:
 
     assert torch.equal(first(0, 0), first(0, 0))
     assert not torch.equal(first(0, 0), first(0, 5))
+
+
+def test_mixup_and_crop_area_reach_the_view_stream(photos: Path) -> None:
+    args = options.parse([str(photos), "--mixup", "1", "--crop-area", "0.08", "--workers", "0"])
+    loader = cli.views(args, sorted(photos.glob("*.jpg")), (student_spec(32), student_spec(32)), 0)
+    assert loader.dataset.settings == ViewSettings(min_area=0.08, mixup_p=1.0)
 
 
 def test_loss_is_lowest_when_the_student_answers_as_the_teacher() -> None:
