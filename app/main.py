@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import admin, assessment, docs, errors, gate, system
+from app.api.fastpath import UtilityFastPath
 from app.assessor import Assessor
 from app.decodebudget import return_memory_to_os
 from app.middleware import RequestContextMiddleware
@@ -71,5 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.admin_token:
         app.include_router(admin.router)
     errors.install(app)
+    app.add_middleware(UtilityFastPath)  # inside RequestContextMiddleware: ids, body limit, metrics, logs
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, access_log=settings.access_log)
     return app
