@@ -133,6 +133,9 @@ class Batcher:
             finally:
                 self._busy -= 1
 
+    def _stack_and_predict(self, inputs: list[np.ndarray]) -> np.ndarray:
+        return self._predict(np.stack(inputs))
+
     async def _handle(self, items: list[_Item]) -> None:
         if not items:
             return
@@ -141,8 +144,9 @@ class Batcher:
             self._observer.queue_wait(now - it.enqueued)
         start = time.perf_counter()
         try:
-            batch = np.stack([it.x for it in items])
-            out = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, batch)
+            # stacked in the inference thread: a batch's copy is the loop's largest cost per request otherwise
+            inputs = [it.x for it in items]
+            out = await asyncio.get_running_loop().run_in_executor(self._executor, self._stack_and_predict, inputs)
             if len(out) != len(items):
                 raise RuntimeError(f"model returned {len(out)} outputs for {len(items)} inputs")
         except Exception:
