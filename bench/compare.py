@@ -132,7 +132,7 @@ def _peer_rows(runs: list[dict], peers: list[str], c: int) -> dict:
 
 
 GOALS = (("224", 0.9), ("1920x1080", 0.85))
-PEER_GOALS = {"litserve": 1.3, "mosec": 1.0}
+PEER_GOALS = {"litserve": 1.3, "mosec": 1.0}  # Ray Serve: measured beside them, no goal
 
 
 def _roles(by_thread: dict[str, float]) -> str:
@@ -183,7 +183,11 @@ def markdown(section: dict, s: dict) -> list[str]:
             tried = "; ".join(f"{t['config']}: {t['throughput_rps']}/s p99 {t['p99_ms']} ms" for t in sw["tried"])
             lines.append(f"- {name}: chosen {sw['chosen']}. Tried: {tried}")
     if section["peers_missing"]:
-        lines += ["", f"Not installed, skipped: {', '.join(section['peers_missing'])} (`make bench` installs them)."]
+        lines += [
+            "",
+            f"Not installed, skipped: {', '.join(section['peers_missing'])} (`make bench` installs LitServe and "
+            'mosec; Ray Serve: `pip install --target DIR "ray[serve]"`, then `BENCH_ALT_PATH=DIR`).',
+        ]
     return [*lines, "", *goals(s)]
 
 

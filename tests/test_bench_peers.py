@@ -42,6 +42,18 @@ def test_a_peer_sweep_tries_every_setting_and_keeps_the_fastest_clean_one(models
     assert result["chosen"] == max(result["tried"], key=lambda t: t["throughput_rps"])["config"]
 
 
+def test_a_peer_installed_apart_is_found_through_bench_alt_path(tmp_path: Path, monkeypatch):
+    peer = PEERS["ray-serve"]
+    monkeypatch.delenv("BENCH_ALT_PATH", raising=False)
+    if peer.available():
+        pytest.skip("ray is installed in this environment")
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("")
+    monkeypatch.setenv("BENCH_ALT_PATH", str(tmp_path))
+    assert peer.available()
+    assert peer.command(Path("m"), {"replicas": 2})[-4:] == ["--port", "{port}", "--replicas", "2"]
+
+
 def _run(server: str, images: str, body: str, c: int, rps: float, p99: float, rnd: int = 0, **cpu: float) -> dict:
     return {
         "round": rnd, "server": server, "images": images, "body": body, "concurrency": c,

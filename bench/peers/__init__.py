@@ -3,13 +3,16 @@
 Each peer is a module under ``bench/peers`` run as its own server process; :data:`PEERS` says how
 to start it, where it is ready, where to send images and in which body, and the small grid of
 batching settings its sweep tries (the same kind of sweep that chose ours, ``bench.sweep``).
-A peer whose framework is not importable is skipped, and the results say so.
+A peer whose framework is not importable is skipped, and the results say so. Heavy frameworks that
+are not dependencies (Ray) can live in a folder of their own: ``pip install --target DIR "ray[serve]"``
+and ``BENCH_ALT_PATH=DIR``; the peer's process then finds it there.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +21,10 @@ from pathlib import Path
 from bench import service
 
 log = logging.getLogger("bench.peers")
+
+
+def alt_path() -> str | None:
+    return os.environ.get("BENCH_ALT_PATH") or None
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,10 @@ class Peer:
     grid: Callable[[int], list[dict]]  # the sweep's settings, given the usable CPUs
 
     def available(self) -> bool:
-        return importlib.util.find_spec(self.framework) is not None
+        if importlib.util.find_spec(self.framework) is not None:
+            return True
+        alt = alt_path()
+        return alt is not None and (Path(alt) / self.framework / "__init__.py").is_file()
 
     def command(self, folder: Path, config: dict) -> list[str]:
         cmd = [sys.executable, "-m", self.module, str(folder), "--port", "{port}"]
@@ -40,7 +50,10 @@ class Peer:
         return cmd
 
     def server(self, folder: Path, config: dict, log_path: Path):
-        return service.server(self.command(folder, config), self.ready_path, service._env(), log_path)
+        env = service._env()
+        if alt := alt_path():  # after the project's own packages: the folder holds only what the venv lacks
+            env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], alt])
+        return service.server(self.command(folder, config), self.ready_path, env, log_path)
 
     def measure(self, base: str, pid: int, images: Path, concurrency: int, seconds: float) -> dict:
         return service.measure(
@@ -59,11 +72,16 @@ def _mosec_grid(cpus: int) -> list[dict]:
     return [{**lay, "max_batch_size": b, "max_wait_ms": 4} for lay in (pipeline, one_stage) for b in (8, 16)]
 
 
+def _ray_grid(cpus: int) -> list[dict]:  # Ray starts in ~30-60 s here: two settings only
+    return [{"replicas": cpus, "threads": 1, "max_batch_size": b, "max_wait_ms": 4} for b in (8, 16)]
+
+
 PEERS = {
     "litserve": Peer(
         "litserve", "litserve", "bench.peers.litserve_peer", "/health", "/predict", "file", _litserve_grid
     ),
     "mosec": Peer("mosec", "mosec", "bench.peers.mosec_peer", "/", "/inference", None, _mosec_grid),
+    "ray-serve": Peer("ray-serve", "ray", "bench.peers.ray_peer", "/", "/", None, _ray_grid),
 }
 
 
