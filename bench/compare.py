@@ -5,6 +5,9 @@ the same load generator, at concurrency 16 and 64: the floor (``bench.floor``'s 
 reads the body and runs the same ``preprocess_bytes``), our service, and each peer with its setting
 chosen by its own sweep (``bench.peers``). Alternating rounds put every server under the same
 machine load, so their ratios hold on a shared machine too; medians over the rounds are reported.
+While one server is driven, the others are frozen (SIGSTOP): idle pollers and heartbeats would
+otherwise take CPU from it. A peer that cannot be frozen (Ray: its cluster's health checks would
+declare frozen nodes dead) runs its rounds alone after the others have stopped.
 
     cap = 1 / (1 / model-only + 1 / floor)   images/s
 
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import statistics
 from pathlib import Path
 
@@ -51,25 +56,45 @@ def run(model: ModelUnderTest, work: Path, dirs: dict[str, Path], cpus: int, arg
     peers = [n for n in PEERS if n not in args.skip_peers and PEERS[n].available()]
     missing = [n for n in PEERS if n not in args.skip_peers and not PEERS[n].available()]
     sweeps = {n: sweep(PEERS[n], model.folder, dirs["224"], cpus, args.sweep_seconds, work) for n in peers}
+    paused = [n for n in peers if PEERS[n].pausable]
     runs: list[dict] = []
     with contextlib.ExitStack() as stack:
         up = {
             "floor": stack.enter_context(floor._bare(model_spec(model).to_json(), work)),
             "service": stack.enter_context(service.our_service(serve_dir(work, model.folder), {}, work / "svc.log")),
         }
-        for n in peers:
+        for n in paused:
             up[n] = stack.enter_context(PEERS[n].server(model.folder, sweeps[n]["chosen"], work / f"{n}.log"))
-        for who, images, body in phases(peers):  # warm-up: first calls, thread pools, batch shapes
-            _measure(who, *up[who], dirs[images], 16, 1.0, body)
-        for rnd in range(args.rounds):
-            for c in CONCURRENCY:
-                for who, images, body in phases(peers):
-                    r = _measure(who, *up[who], dirs[images], c, args.seconds, body)
-                    by_thread = r["server_cpu_ms_per_image_by_thread"]
-                    row = {"round": rnd, "server": who, "images": images, "body": body, "concurrency": c}
-                    runs.append({**row, **{k: r[k] for k in KEEP}, "by_thread": by_thread})
-                    log.info("%s %s %s c=%d: %.1f img/s p99 %.0f ms", who, images, body, c, *_rps_p99(r))
+        stack.callback(_only, up, None)  # all running again before they are stopped
+        runs += _rounds(up, phases(paused), dirs, args)
+    for n in (n for n in peers if not PEERS[n].pausable):  # alone, after the others have stopped
+        with PEERS[n].server(model.folder, sweeps[n]["chosen"], work / f"{n}.log") as server:
+            runs += _rounds({n: server}, [(n, "224", "raw")], dirs, args)
     return {"peers": peers, "peers_missing": missing, "sweeps": sweeps, "rounds": args.rounds, "runs": runs}
+
+
+def _only(up: dict[str, tuple[str, int]], who: str | None) -> None:
+    """Freeze every server but ``who`` (SIGSTOP to its process group; None: wake them all), so that
+    no idle server's timers, pollers or heartbeats take CPU from the one under load."""
+    for name, (_, pid) in up.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGCONT if who is None or name == who else signal.SIGSTOP)
+
+
+def _rounds(up: dict[str, tuple[str, int]], order: list[tuple[str, str, str]], dirs: dict[str, Path], args) -> list:
+    runs = []
+    for who, images, body in order:  # warm-up: first calls, thread pools, batch shapes
+        _only(up, who)
+        _measure(who, *up[who], dirs[images], 16, 1.0, body)
+    for rnd in range(args.rounds):
+        for c in CONCURRENCY:
+            for who, images, body in order:
+                _only(up, who)
+                r = _measure(who, *up[who], dirs[images], c, args.seconds, body)
+                row = {"round": rnd, "server": who, "images": images, "body": body, "concurrency": c}
+                runs.append({**row, **{k: r[k] for k in KEEP}, "by_thread": r["server_cpu_ms_per_image_by_thread"]})
+                log.info("%s %s %s c=%d: %.1f img/s p99 %.0f ms", who, images, body, c, *_rps_p99(r))
+    return runs
 
 
 def _rps_p99(r: dict) -> tuple[float, float]:

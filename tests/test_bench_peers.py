@@ -99,3 +99,30 @@ def test_each_round_runs_ours_in_every_body_a_peer_takes():
         ("floor", "1920x1080", "raw"),
         ("service", "1920x1080", "raw"),
     ]
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_only_the_server_under_load_runs_the_others_are_frozen():
+    import subprocess
+    import time
+
+    procs = {n: subprocess.Popen(["sleep", "30"], start_new_session=True) for n in ("a", "b")}
+    up = {n: ("http://127.0.0.1:1", p.pid) for n, p in procs.items()}
+    try:
+        compare._only(up, "a")
+        deadline = time.monotonic() + 5
+        while _state(procs["b"].pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(procs["b"].pid) == "T" and _state(procs["a"].pid) != "T"
+        compare._only(up, None)
+        deadline = time.monotonic() + 5
+        while _state(procs["b"].pid) == "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(procs["b"].pid) != "T"
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()

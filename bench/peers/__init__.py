@@ -36,6 +36,7 @@ class Peer:
     request_path: str
     multipart: str | None  # the form field of the image; None: the raw JPEG body
     grid: Callable[[int], list[dict]]  # the sweep's settings, given the usable CPUs
+    pausable: bool = True  # can be frozen with SIGSTOP while the others are measured
 
     def available(self) -> bool:
         if importlib.util.find_spec(self.framework) is not None:
@@ -81,7 +82,7 @@ PEERS = {
         "litserve", "litserve", "bench.peers.litserve_peer", "/health", "/predict", "file", _litserve_grid
     ),
     "mosec": Peer("mosec", "mosec", "bench.peers.mosec_peer", "/", "/inference", None, _mosec_grid),
-    "ray-serve": Peer("ray-serve", "ray", "bench.peers.ray_peer", "/", "/", None, _ray_grid),
+    "ray-serve": Peer("ray-serve", "ray", "bench.peers.ray_peer", "/", "/", None, _ray_grid, pausable=False),
 }
 
 
