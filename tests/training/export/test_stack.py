@@ -33,6 +33,7 @@ def test_the_scale_is_calibrated_at_the_chosen_mix() -> None:
     z, logq, y = _rows(seed=1)
     a, b, c = fit_weights(z, logq, y)
     p = 1 / (1 + np.exp(-(a * z + b * logq + c)))
+
     def bacc(t: float) -> float:
         return 0.5 * (np.mean(p[y == 1] >= t) + np.mean(p[y == 0] < t))
 
