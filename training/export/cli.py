@@ -28,7 +28,8 @@ from app.preprocess import PreprocessSpec
 from training.export.card import render_card
 from training.export.convert import set_metadata, to_onnx, verify_onnx
 from training.export.quantize import ImageReader, images_per_second, quantize
-from training.export.stack import STACKED, append_stack, fit_stack
+from training.export.stack import STACKED, fit_stack
+from training.export.stack_graph import append_stack
 from training.manifest import find_labelers, read_manifests
 from training.options import setup_logging
 from training.options.export import parse
@@ -113,7 +114,7 @@ def stack(args: argparse.Namespace, ckpt: dict[str, Any], df: Any, paths: dict[s
         return None
     fit = fit_stack(load_model(paths["fp32"].parent.parent), df[df["split"] == "val"])
     for path in paths.values():
-        append_stack(path, fit["a"], fit["b"], fit["c"])
+        append_stack(path, fit["a"], fit["b"], fit["c"], fit["d"], fit["e"])
     if getattr(args, "threshold", None) is None:  # the validation choice, made again for the stacked output
         best = dict(ckpt.get("best") or {})
         best["threshold_unstacked"], best["threshold"] = best.get("threshold"), fit["val_best_threshold"]

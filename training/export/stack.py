@@ -4,10 +4,14 @@ A network that reads the quality plane can still rank JPEG files worse than that
 image features add noise across compression levels. Stacking makes the prior explicit. For a file
 with a JPEG header the model's logit becomes ``a * z + b * log(q) / log(100) + c``, where ``z`` is the
 network's own logit (useful minus non-useful) and (a, b, c) fitted on the validation photos (never the
-test split); without a header ``z`` is kept as it is. The mix a / b is the one that ranks the validation
+test split); without a header (PNG, WebP, lossless blur...) it becomes ``d * z + e``, fitted on the same
+photos' answers with the header taken away. The mix a / b is the one that ranks the validation
 rows best (AUROC, the figure the model is judged on; a grid that includes the logistic fit's own ratio),
 and the scale and offset then come from a class-balanced logistic regression at that mix, so the output
 stays a calibrated logit. The likelihood alone weighs the network's between-level noise too much.
+The header-less line (d, e) is a class-balanced logistic fit too, its offset then moved so that the
+model's one default threshold is the balanced-accuracy optimum for header-less files as well: without
+it those files were judged at the JPEG stack's threshold, which their raw logit is not scaled for.
 Like temperature scaling it is fitted after training, on the exported model's own answers, and it
 is appended to the ONNX graph, so the service runs it with no code of its own.
 
@@ -22,20 +26,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pandas as pd
 import torch
-from onnx import TensorProto, helper
 
 from app.contract import ModelContract, latest_version_dir
 from app.engine import UtilityModel
 from app.usage import UsageError
 from training.export.convert import set_metadata
+from training.export.stack_graph import append_stack, strip_stack
 from training.metrics import auroc, best_threshold
 from training.options import setup_logging
 from training.predict import load_model, read_batch
@@ -77,14 +81,32 @@ def fit_weights(z: np.ndarray, logq: np.ndarray, y: np.ndarray) -> tuple[float, 
     return ratio * scale, scale, c
 
 
+def _logit(model: UtilityModel, x: np.ndarray) -> np.ndarray:
+    p = np.clip(model.predict(x).astype(np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
 def stack_inputs(model: UtilityModel, paths: list[str], batch: int = 64) -> np.ndarray:
-    """(N, 2) from a model's own answers: its logit z, and log q / log 100 (-1: no header)."""
+    """(N, 3) from a model's own answers: its logit z, log q / log 100 (-1: no header), and its logit
+    on the same pixels with the header taken away (the quality plane at -1, as a PNG of them reads)."""
     out = []
     for i in range(0, len(paths), batch):
         x = read_batch(paths[i : i + batch], model.spec)
-        p = np.clip(model.predict(x).astype(np.float64), EPS, 1 - EPS)
-        out.append(np.stack([np.log(p / (1 - p)), x[:, -1].mean((1, 2))], 1))
-    return np.concatenate(out) if out else np.zeros((0, 2))
+        bare = x.copy()
+        bare[:, -1] = -1.0
+        out.append(np.stack([_logit(model, x), x[:, -1].mean((1, 2)), _logit(model, bare)], 1))
+    return np.concatenate(out) if out else np.zeros((0, 3))
+
+
+def fit_headerless(z: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(d, e) for files without a header: a balanced logistic fit of y on z, its offset moved so that
+    ``threshold`` (the stacked model's default) is where these files' balanced accuracy peaks."""
+    d, e = _logistic([z], y)
+    if d <= 0:  # the network does not rank header-less files: keep its answer as it is
+        return 1.0, 0.0
+    best = best_threshold(y, 1 / (1 + np.exp(-(d * z + e))))
+    best = float(np.clip(best, EPS, 1 - EPS))
+    return d, e + float(np.log(threshold / (1 - threshold)) - np.log(best / (1 - best)))
 
 
 def fit_stack(model: UtilityModel, val: pd.DataFrame) -> dict[str, Any]:
@@ -99,89 +121,38 @@ def fit_stack(model: UtilityModel, val: pd.DataFrame) -> dict[str, Any]:
             f"--stack-quality: {int(rows.sum())} labelled validation rows with a JPEG header in the manifests, "
             "need 10+ of both labels; pass --manifest with the run's validation photos"
         )
+    bare = (y >= 0) & ~(inputs[:, 1] > -0.5)  # rows that have no header of their own (lossless files)
+    zb = np.concatenate([inputs[rows, 2], inputs[bare, 0]])
+    yb = np.concatenate([y[rows], y[bare]]).astype(int)
     z, logq, y = inputs[rows, 0], inputs[rows, 1], y[rows].astype(int)
     a, b, c = fit_weights(z, logq, y)
     s = a * z + b * logq + c
+    threshold = best_threshold(y, 1 / (1 + np.exp(-s)))
+    d, e = fit_headerless(zb, yb, threshold)
     fit = {
         "a": a,
         "b": b,
         "c": c,
+        "d": d,
+        "e": e,
         "mix_a_over_b": a / b if b else None,
         "rows": int(rows.sum()),
+        "rows_headerless": len(yb),
         "val_auroc_network": auroc(y, z),
         "val_auroc_quality_alone": auroc(y, logq),
         "val_auroc_stacked": auroc(y, s),
-        "val_best_threshold": best_threshold(y, 1 / (1 + np.exp(-s))),
+        "val_auroc_headerless": auroc(yb, zb),
+        "val_best_threshold": threshold,
+        "val_balanced_accuracy_headerless": _bacc(yb, d * zb + e, threshold),
+        "val_balanced_accuracy_headerless_raw": _bacc(yb, zb, threshold),
     }
     log.info("quality stack on %d validation rows: %s", fit["rows"], fit)
     return fit
 
 
-def _const(name: str, value: float | list[int]) -> onnx.NodeProto:
-    kind = TensorProto.INT64 if isinstance(value, list) else TensorProto.FLOAT
-    dims = [len(value)] if isinstance(value, list) else []
-    tensor = helper.make_tensor(name, kind, dims, value if isinstance(value, list) else [value])
-    return helper.make_node("Constant", [], [name], value=tensor)
-
-
-def reduce_mean(opset: int, x: str, out: str) -> onnx.NodeProto:
-    """Mean over (C, H, W) of a (N, 1, H, W) plane: axes an attribute up to opset 17, an input from 18."""
-    if opset < 18:
-        return helper.make_node("ReduceMean", [x], [out], axes=[1, 2, 3], keepdims=0)
-    return helper.make_node("ReduceMean", [x, "stack/axes123"], [out], keepdims=0)
-
-
-def append_stack(path: Path, a: float, b: float, c: float) -> None:
-    """Rewrite the ONNX file so its (N, 2) logits output is the stacked one (the same name and shape)."""
-    model = onnx.load(str(path))
-    graph = model.graph
-    x, out = graph.input[0].name, graph.output[0].name
-    channels = graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    raw = "stack/raw_logits"
-    for node in graph.node:  # the network now writes raw_logits; the stack writes the output
-        node.output[:] = [raw if o == out else o for o in node.output]
-    n = lambda op, ins, outs, **kw: helper.make_node(op, ins, outs, **kw)  # noqa: E731
-    graph.node.extend(
-        [
-            _const("stack/start", [channels - 1]),
-            _const("stack/end", [channels]),
-            _const("stack/axis1", [1]),
-            _const("stack/axes123", [1, 2, 3]),
-            _const("stack/i0", [0]),
-            _const("stack/i1", [1]),
-            _const("stack/unknown", -0.5),
-            _const("stack/a", a),
-            _const("stack/b", b),
-            _const("stack/c", c),
-            _const("stack/half", 0.5),
-            _const("stack/minus_half", -0.5),
-            # the quality plane's mean, as training.train.model.quality_inputs reads it
-            n("Slice", [x, "stack/start", "stack/end", "stack/axis1"], ["stack/plane"]),
-            reduce_mean(opset, "stack/plane", "stack/value"),
-            n("Greater", ["stack/value", "stack/unknown"], ["stack/known_bool"]),
-            n("Cast", ["stack/known_bool"], ["stack/known"], to=TensorProto.FLOAT),
-            n("Relu", ["stack/value"], ["stack/value_pos"]),
-            n("Mul", ["stack/value_pos", "stack/known"], ["stack/logq"]),
-            n("Gather", [raw, "stack/i1"], ["stack/l1"], axis=1),
-            n("Gather", [raw, "stack/i0"], ["stack/l0"], axis=1),
-            n("Sub", ["stack/l1", "stack/l0"], ["stack/z2"]),
-            n("Squeeze", ["stack/z2", "stack/axis1"], ["stack/z"]),
-            n("Mul", ["stack/a", "stack/z"], ["stack/az"]),
-            n("Mul", ["stack/b", "stack/logq"], ["stack/bq"]),
-            n("Add", ["stack/az", "stack/bq"], ["stack/azbq"]),
-            n("Add", ["stack/azbq", "stack/c"], ["stack/s"]),
-            n("Sub", ["stack/s", "stack/z"], ["stack/delta"]),
-            n("Mul", ["stack/known", "stack/delta"], ["stack/kdelta"]),
-            n("Add", ["stack/z", "stack/kdelta"], ["stack/zs"]),
-            n("Unsqueeze", ["stack/zs", "stack/axis1"], ["stack/col"]),
-            n("Mul", ["stack/col", "stack/minus_half"], ["stack/neg"]),
-            n("Mul", ["stack/col", "stack/half"], ["stack/pos"]),
-            n("Concat", ["stack/neg", "stack/pos"], [out], axis=1),
-        ]
-    )
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+def _bacc(y: np.ndarray, logit: np.ndarray, threshold: float) -> float:
+    said = logit >= np.log(threshold / (1 - threshold))
+    return float(0.5 * (said[y == 1].mean() + (~said[y == 0]).mean())) if len(set(y)) == 2 else float("nan")
 
 
 def stack_folder(source: Path, manifests: list[Path], models_dir: Path, name: str, version: str) -> Path:
@@ -190,46 +161,78 @@ def stack_folder(source: Path, manifests: list[Path], models_dir: Path, name: st
     from training.manifest import read_manifests
     from training.train.dataset import mark_validation
 
-    model = load_model(source)
-    training = model.contract.training
+    source_model = load_model(source)
+    training = source_model.contract.training
     args = training.get("training_args", {})
     dataset = training.get("dataset", {})
     label_column = args.get("label_column") or dataset.get("label_column", "label")
     df = mark_validation(read_manifests(manifests, label_column), args, dataset)
-    fit = fit_stack(model, df[df["split"] == "val"])
     stage = models_dir / f".{name}.stacking"
     shutil.rmtree(stage, ignore_errors=True)
     (stage / "1").mkdir(parents=True)
     target = stage / "1" / "model.onnx"
-    shutil.copyfile(model.path, target)
-    append_stack(target, fit["a"], fit["b"], fit["c"])
-    training = {**training, "quality_stack": fit, "stacked_from": model.version}
-    training["architecture"] = f"{training.get('architecture', '')}; {STACKED}"
+    shutil.copyfile(source_model.path, target)
+    if strip_stack(target):  # a stacked model: the new stack replaces the old one, fitted on the network
+        log.info("%s: its quality stack taken off; refitting it on the network's own logits", source)
+    fit = fit_stack(load_model(stage), df[df["split"] == "val"])
+    append_stack(target, fit["a"], fit["b"], fit["c"], fit["d"], fit["e"])
+    network = training.get("stacked_from", source_model.version)
+    architecture = training.get("architecture", "").split(f"; {STACKED}")[0]
+    training = {**training, "quality_stack": fit, "stacked_from": network, "architecture": f"{architecture}; {STACKED}"}
     contract = ModelContract(
-        task=model.task, version=version, preprocess=model.spec, training=training, threshold=fit["val_best_threshold"]
+        task=source_model.task,
+        version=version,
+        preprocess=source_model.spec,
+        training=training,
+        threshold=fit["val_best_threshold"],
     )
     set_metadata(target, contract.to_metadata())
     for extra in ("config.pbtxt", "README.md"):
         if (source / extra).is_file():
             shutil.copyfile(source / extra, stage / extra)
     card = stage / "README.md"
-    card.write_text(card.read_text() + card_section(fit, model.version) if card.is_file() else card_section(fit, ""))
+    text = card.read_text().split("\n## Quality stack\n")[0] if card.is_file() else ""
+    card.write_text(text + card_section(fit, network))
     try:
-        return publish(stage, models_dir / name)
+        folder = publish(stage, models_dir / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    name_version(models_dir / name / "README.md", version, folder.name, network)
+    return folder
+
+
+def name_version(card: Path, version: str, folder: str, network: str) -> None:
+    """The card's version line names the new version and its file (it was copied from the source's)."""
+    if not card.is_file():
+        return
+    line = re.compile(r"^- Version `[^`]*`, file `[^`]*`( \([^)]*\))?[^,]*,", re.M)
+    said = f": version `{network}`'s network, quality stack refitted,"
+    new = lambda m: f"- Version `{version}`, file `{folder}/model.onnx`{m.group(1) or ''}{said}"  # noqa: E731
+    card.write_text(line.sub(new, card.read_text(), count=1))
 
 
 STACKED = "logit stacked with the JPEG header's log quality (mix chosen on validation AUROC, then a logistic fit)"
+
+
+def _headerless(fit: dict[str, Any]) -> str:
+    if "val_auroc_headerless" not in fit:
+        return ""
+    return (
+        f" The same photos without a header ({fit['rows_headerless']} rows: those with it taken away, and the "
+        f"lossless ones): AUROC {fit['val_auroc_headerless']:.3f}, balanced accuracy at the default threshold "
+        f"{100 * fit['val_balanced_accuracy_headerless']:.1f} % (the raw logit: "
+        f"{100 * fit['val_balanced_accuracy_headerless_raw']:.1f} %)."
+    )
 
 
 def card_section(fit: dict[str, Any], parent: str) -> str:
     return (
         f"\n## Quality stack\n\nThis version is version `{parent}`'s network with its {STACKED}: "
         f"logit = {fit['a']:.4f} z + {fit['b']:.4f} log(q)/log(100) + {fit['c']:.4f} for files with a JPEG "
-        f"header, z unchanged otherwise; default threshold {fit['val_best_threshold']:.3f}. On the "
-        f"{fit['rows']} validation rows with a header, AUROC: network {fit['val_auroc_network']:.3f}, quality "
-        f"alone {fit['val_auroc_quality_alone']:.3f}, stacked {fit['val_auroc_stacked']:.3f}.\n\n"
+        f"header, {fit.get('d', 1.0):.4f} z + {fit.get('e', 0.0):.4f} without one; default threshold "
+        f"{fit['val_best_threshold']:.3f}. On the {fit['rows']} validation rows with a header, AUROC: network "
+        f"{fit['val_auroc_network']:.3f}, quality alone {fit['val_auroc_quality_alone']:.3f}, stacked "
+        f"{fit['val_auroc_stacked']:.3f}.{_headerless(fit)}\n\n"
         f"```\n{json.dumps(fit, indent=1)}\n```\n"
     )
 

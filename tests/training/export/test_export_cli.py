@@ -178,7 +178,7 @@ def test_stacking_with_the_header_quality_changes_jpeg_answers_only(tmp_path: Pa
     z = (logits[:, 1] - logits[:, 0]).numpy()
     logq = float(x[0, -1, 0, 0])
     expected_jpeg = 1 / (1 + np.exp(-(fit["a"] * z[0] + fit["b"] * logq + fit["c"])))
-    expected_png = 1 / (1 + np.exp(-z[1]))  # no header: the network's own answer
+    expected_png = 1 / (1 + np.exp(-(fit["d"] * z[1] + fit["e"])))  # no header: its own line
     np.testing.assert_allclose(served.predict(x), [expected_jpeg, expected_png], atol=1e-3)
 
     # an existing model folder, stacked into a new version beside it: the same stack, from the same answers
@@ -188,8 +188,20 @@ def test_stacking_with_the_header_quality_changes_jpeg_answers_only(tmp_path: Pa
     assert sorted(p.name for p in (plain / "s").iterdir() if p.is_dir()) == ["1", "2"]
     again = UtilityModel("s", plain / "s", ["CPUExecutionProvider"])
     assert again.version == "v-stacked" and again.contract.training["quality_stack"]["a"] == pytest.approx(fit["a"])
-    assert "## Quality stack" in (plain / "s" / "README.md").read_text()
+    card = (plain / "s" / "README.md").read_text()
+    assert "## Quality stack" in card and "- Version `v-stacked`, file `2/model.onnx`" in card
     np.testing.assert_allclose(again.predict(x), served.predict(x), atol=1e-5)
+    # a stacked model stacked again: the old stack taken off first, so the same fit on the same network
+    assert stack.main([str(plain / "s"), str(labels), "--models-dir", str(plain), "--version", "v-again"]) == 0
+    third = UtilityModel("s", plain / "s", ["CPUExecutionProvider"])
+    assert (
+        third.version == "v-again"
+        and third.contract.training["stacked_from"] == again.contract.training["stacked_from"]
+    )
+    assert third.contract.training["quality_stack"]["a"] == pytest.approx(fit["a"])
+    np.testing.assert_allclose(third.predict(x), served.predict(x), atol=1e-5)
+    card = (plain / "s" / "README.md").read_text()
+    assert card.count("## Quality stack") == 1 and "- Version `v-again`, file `3/model.onnx`" in card
 
     # the same rows in two label folders, each named with --manifest: the same fit
     import pandas as pd

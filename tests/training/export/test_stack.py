@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.export.stack import _logistic, fit_weights
+from training.export.stack import _logistic, fit_headerless, fit_weights
 from training.metrics import auroc
 
 
@@ -39,3 +39,26 @@ def test_the_scale_is_calibrated_at_the_chosen_mix() -> None:
 
     # class-balanced: p = 0.5 is (close to) the balanced-accuracy optimum at the chosen mix
     assert bacc(0.5) >= max(bacc(t) for t in np.linspace(0.05, 0.95, 91)) - 0.01
+
+
+def test_header_less_files_are_judged_at_the_shared_threshold_where_their_balanced_accuracy_peaks() -> None:
+    z, _, y = _rows(seed=2)
+    z = 0.4 * z - 3.0  # without the header the network's logit sits far below the stacked threshold
+    threshold = 0.49
+    d, e = fit_headerless(z, y, threshold)
+    assert d > 0
+    said = d * z + e >= np.log(threshold / (1 - threshold))
+
+    def bacc(pred: np.ndarray) -> float:
+        return 0.5 * (np.mean(pred[y == 1]) + np.mean(~pred[y == 0]))
+
+    best = max(bacc(z >= t) for t in np.quantile(z, np.linspace(0.01, 0.99, 197)))
+    assert bacc(said) >= best - 0.01
+    assert bacc(z >= np.log(threshold / (1 - threshold))) < best - 0.1  # what the raw logit gave
+
+
+def test_a_network_that_does_not_rank_header_less_files_keeps_its_own_answer() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    z = -2.0 * y + rng.normal(0, 0.1, 500)  # ranks them backwards: no monotone fix exists
+    assert fit_headerless(z, y, 0.5) == (1.0, 0.0)
