@@ -98,15 +98,27 @@ def stack_inputs(model: UtilityModel, paths: list[str], batch: int = 64) -> np.n
     return np.concatenate(out) if out else np.zeros((0, 3))
 
 
-def fit_headerless(z: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:
+PRISTINE_USEFUL = 0.97  # the share of pristine photos a header-less file must still call useful
+
+
+def fit_headerless(
+    z: np.ndarray, y: np.ndarray, threshold: float, pristine: np.ndarray | None = None
+) -> tuple[float, float]:
     """(d, e) for files without a header: a balanced logistic fit of y on z, its offset moved so that
-    ``threshold`` (the stacked model's default) is where these files' balanced accuracy peaks."""
+    ``threshold`` (the stacked model's default) is where these files' balanced accuracy peaks, but
+    never so low that fewer than PRISTINE_USEFUL of the ``pristine`` photos' logits are called useful:
+    pixels alone rank header-less files weakly, and a gate that turns away clean photos is worse than
+    one that lets some damaged ones through."""
     d, e = _logistic([z], y)
     if d <= 0:  # the network does not rank header-less files: keep its answer as it is
         return 1.0, 0.0
     best = best_threshold(y, 1 / (1 + np.exp(-(d * z + e))))
     best = float(np.clip(best, EPS, 1 - EPS))
-    return d, e + float(np.log(threshold / (1 - threshold)) - np.log(best / (1 - best)))
+    cut = float(np.log(threshold / (1 - threshold)))
+    e += cut - float(np.log(best / (1 - best)))
+    if pristine is not None and len(pristine):
+        e = max(e, cut - d * float(np.quantile(pristine, 1 - PRISTINE_USEFUL)) + EPS)
+    return d, e
 
 
 def fit_stack(model: UtilityModel, val: pd.DataFrame) -> dict[str, Any]:
@@ -128,7 +140,8 @@ def fit_stack(model: UtilityModel, val: pd.DataFrame) -> dict[str, Any]:
     a, b, c = fit_weights(z, logq, y)
     s = a * z + b * logq + c
     threshold = best_threshold(y, 1 / (1 + np.exp(-s)))
-    d, e = fit_headerless(zb, yb, threshold)
+    pristine = val["distortion"].to_numpy() == "pristine" if "distortion" in val else np.zeros(len(val), bool)
+    d, e = fit_headerless(zb, yb, threshold, inputs[rows & pristine, 2])
     fit = {
         "a": a,
         "b": b,

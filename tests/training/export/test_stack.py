@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.export.stack import _logistic, fit_headerless, fit_weights
+from training.export.stack import PRISTINE_USEFUL, _logistic, fit_headerless, fit_weights
 from training.metrics import auroc
 
 
@@ -62,3 +62,14 @@ def test_a_network_that_does_not_rank_header_less_files_keeps_its_own_answer() -
     y = rng.integers(0, 2, 500)
     z = -2.0 * y + rng.normal(0, 0.1, 500)  # ranks them backwards: no monotone fix exists
     assert fit_headerless(z, y, 0.5) == (1.0, 0.0)
+
+
+def test_the_header_less_offset_never_turns_away_more_pristine_photos_than_allowed() -> None:
+    z, _, y = _rows(seed=4)
+    z = 0.4 * z - 3.0
+    pristine = np.sort(z[y == 1])[-200:] - 1.5  # clean photos sit high, though not above every damaged one
+    d, e = fit_headerless(z, y, 0.5, pristine)
+    assert np.mean(d * pristine + e >= 0) >= PRISTINE_USEFUL
+    free_d, free_e = fit_headerless(z, y, 0.5)
+    assert free_d == d and free_e < e
+    assert np.mean(free_d * pristine + free_e >= 0) < PRISTINE_USEFUL  # the bound is what moved it
