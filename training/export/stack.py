@@ -40,7 +40,7 @@ from app.engine import UtilityModel
 from app.usage import UsageError
 from training.export.convert import set_metadata
 from training.export.stack_graph import append_stack, strip_stack
-from training.metrics import auroc, best_threshold
+from training.metrics import auroc, best_threshold, binary_metrics
 from training.options import setup_logging
 from training.predict import load_model, read_batch
 
@@ -164,8 +164,7 @@ def fit_stack(model: UtilityModel, val: pd.DataFrame) -> dict[str, Any]:
 
 
 def _bacc(y: np.ndarray, logit: np.ndarray, threshold: float) -> float:
-    said = logit >= np.log(threshold / (1 - threshold))
-    return float(0.5 * (said[y == 1].mean() + (~said[y == 0]).mean())) if len(set(y)) == 2 else float("nan")
+    return binary_metrics(y, 1 / (1 + np.exp(-logit)), threshold)["balanced_accuracy"]
 
 
 def stack_folder(source: Path, manifests: list[Path], models_dir: Path, name: str, version: str) -> Path:

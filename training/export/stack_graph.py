@@ -8,6 +8,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
+RAW = "stack/raw_logits"  # the network's own logits, once a stack writes the output
+
 
 def _const(name: str, value: float | list[int]) -> onnx.NodeProto:
     kind = TensorProto.INT64 if isinstance(value, list) else TensorProto.FLOAT
@@ -31,9 +33,8 @@ def append_stack(path: Path, a: float, b: float, c: float, d: float = 1.0, e: fl
     x, out = graph.input[0].name, graph.output[0].name
     channels = graph.input[0].type.tensor_type.shape.dim[1].dim_value
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    raw = RAW
     for node in graph.node:  # the network now writes raw_logits; the stack writes the output
-        node.output[:] = [raw if o == out else o for o in node.output]
+        node.output[:] = [RAW if o == out else o for o in node.output]
     n = lambda op, ins, outs, **kw: helper.make_node(op, ins, outs, **kw)  # noqa: E731
     graph.node.extend(
         [
@@ -58,8 +59,8 @@ def append_stack(path: Path, a: float, b: float, c: float, d: float = 1.0, e: fl
             n("Cast", ["stack/known_bool"], ["stack/known"], to=TensorProto.FLOAT),
             n("Relu", ["stack/value"], ["stack/value_pos"]),
             n("Mul", ["stack/value_pos", "stack/known"], ["stack/logq"]),
-            n("Gather", [raw, "stack/i1"], ["stack/l1"], axis=1),
-            n("Gather", [raw, "stack/i0"], ["stack/l0"], axis=1),
+            n("Gather", [RAW, "stack/i1"], ["stack/l1"], axis=1),
+            n("Gather", [RAW, "stack/i0"], ["stack/l0"], axis=1),
             n("Sub", ["stack/l1", "stack/l0"], ["stack/z2"]),
             n("Squeeze", ["stack/z2", "stack/axis1"], ["stack/z"]),
             n("Mul", ["stack/a", "stack/z"], ["stack/az"]),
@@ -79,9 +80,6 @@ def append_stack(path: Path, a: float, b: float, c: float, d: float = 1.0, e: fl
     )
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-
-
-RAW = "stack/raw_logits"
 
 
 def strip_stack(path: Path) -> bool:
